@@ -1,0 +1,7 @@
+"""softmaxlib: exact, fast softmax, log_softmax and logsumexp for every Array-API array."""
+
+from softmaxlib._api import ALGORITHMS, log_softmax, logsumexp, softmax
+
+__version__ = "0.1.0"
+
+__all__ = ["ALGORITHMS", "log_softmax", "logsumexp", "softmax"]

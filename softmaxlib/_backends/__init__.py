@@ -1,0 +1,109 @@
+"""The per-namespace table of fast paths, with the generic reference behind them.
+
+In the manner of SciPy's ``_support_alternative_backends``: each array library that
+has a fast path is named once in ``BACKENDS``, with the module that implements it and
+what it can do.  ``fast_path(xp)`` looks the table up for an input's namespace; a
+namespace with no entry (or whose fast path is switched off) runs the reference.
+
+A fast-path module defines ``compute(op, x, axes, where, algorithm)`` with the
+contract of :func:`softmaxlib._reference.compute` (minus the ``xp`` argument), and
+may return ``NotImplemented`` for a case it leaves to the reference.
+"""
+
+import contextlib
+import contextvars
+import dataclasses
+import importlib
+
+import array_api_compat
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """One array library: how to recognise it and what softmaxlib does on it."""
+
+    name: str
+    #: Is ``xp`` this library's namespace?
+    is_namespace: object
+    #: Module implementing its fast path, or None: the generic reference only.
+    fast_path_module: str | None
+    #: The floating dtypes softmaxlib computes on it (others are promoted or refused).
+    dtypes: tuple
+    #: Human-readable notes on what works there (threads, transformations).
+    features: str
+
+
+BACKENDS = (
+    Backend(
+        "numpy",
+        array_api_compat.is_numpy_namespace,
+        "softmaxlib._backends.numpy_native",
+        ("float16", "bfloat16", "float32", "float64"),
+        "native SIMD kernels (AVX-512F / AVX2+FMA / baseline), threads, GIL released",
+    ),
+    Backend(
+        "jax",
+        array_api_compat.is_jax_namespace,
+        None,
+        ("float16", "bfloat16", "float32", "float64"),
+        "reference; jit, vmap, grad",
+    ),
+    Backend(
+        "cupy",
+        array_api_compat.is_cupy_namespace,
+        None,
+        ("float16", "float32", "float64"),
+        "reference",
+    ),
+    Backend(
+        "torch",
+        array_api_compat.is_torch_namespace,
+        None,
+        ("float16", "bfloat16", "float32", "float64"),
+        "reference; autograd",
+    ),
+    Backend(
+        "dask",
+        array_api_compat.is_dask_namespace,
+        None,
+        ("float16", "float32", "float64"),
+        "reference, lazy",
+    ),
+    Backend(
+        "array-api-strict",
+        array_api_compat.is_array_api_strict_namespace,
+        None,
+        ("float32", "float64"),
+        "reference",
+    ),
+)
+
+_disabled = contextvars.ContextVar("softmaxlib_fast_paths_disabled", default=False)
+
+
+def backend_for(xp):
+    """The ``Backend`` entry of namespace ``xp``, or None for an unlisted library."""
+    for backend in BACKENDS:
+        if backend.is_namespace(xp):
+            return backend
+    return None
+
+
+def fast_path(xp):
+    """The fast-path module for namespace ``xp``, or None to run the reference."""
+    if _disabled.get():
+        return None
+    backend = backend_for(xp)
+    if backend is None or backend.fast_path_module is None:
+        return None
+    return importlib.import_module(backend.fast_path_module)
+
+
+@contextlib.contextmanager
+def reference_only():
+    """Within this block every call runs the generic reference (tests, benchmarks)."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)

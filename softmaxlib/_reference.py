@@ -1,0 +1,343 @@
+"""The Array-API reference of every softmax algorithm: the executable specification.
+
+Everything here uses only functions of the Array API standard (no NumPy), so it runs
+unchanged on NumPy, CuPy, PyTorch, JAX (traced or not), Dask and array-api-strict.
+Each fast path is tested against this module and against a float64 / mpmath oracle.
+
+The algorithms work on *rows*: the reduced axes moved last and flattened into one axis
+of length ``n`` (``_to_rows``), so that each is written once, along ``axis=-1``.
+They see a *clean* row, in which every entry is finite or ``-inf``: the contract's
+special values (masked entries, NaN, ``+inf``) are set aside first by ``compute`` and
+applied last by ``_apply_special_values``, in one place for all algorithms.
+
+Names follow the papers:
+
+* three-pass: m = max x, d = sum exp(x - m), y = exp(x - m) / d.
+* three-pass-reload: the same, with exp(x - m) stored in pass 2 and reloaded in pass 3.
+* online (Milakov & Gimelshein 2018): the running pair (m, d), merged with
+  (m, d) + (m', d') = (M, d e^(m - M) + d' e^(m' - M)), M = max(m, m').
+* two-pass (Dukhan & Ablavatski 2020): e^x = p 2^n with p = e^t, t = x - n ln 2, and the
+  sum kept as an extended-exponent pair (v, e) merged with
+  (v, e) + (v', e') = (v 2^(e - M) + v' 2^(e' - M), M), M = max(e, e').
+"""
+
+import math
+
+#: The concrete algorithms, in the order of the design's table.
+ALGORITHMS = ("three-pass", "three-pass-reload", "online", "two-pass")
+
+#: The algorithm the reference runs for ``algorithm="auto"``: the fewest array operations.
+AUTO_ALGORITHM = "three-pass-reload"
+
+OPERATIONS = ("softmax", "log_softmax", "logsumexp")
+
+# Rows are split into blocks of this many entries for the online and two-pass
+# algorithms: a block stands for one SIMD lane's or one thread's piece of the row.
+BLOCK = 256
+
+LOG2E = float.fromhex("0x1.715476p0")  # log2(e) rounded to float32, exact in float64 too.
+LN2 = float.fromhex("0x1.62E42FEFA39EFp-1")  # ln(2) rounded to float64.
+# Cody & Waite's split of ln 2 for the range reduction t = x - n ln 2: LN2_HI is ln 2
+# rounded to 14 significant bits, so n * LN2_HI is exact for |n| < 2^10 in float32 and
+# |n| < 2^39 in float64, and LN2_LO = ln 2 - LN2_HI rounded to float64.
+LN2_HI = float.fromhex("0x1.62E8p-1")
+LN2_LO = float.fromhex("-0x1.E8082E3086543p-16")
+
+
+def compute(xp, op, x, axes, where, algorithm):
+    """Compute ``op`` of ``x`` over ``axes`` with the reference ``algorithm``.
+
+    ``x`` is a floating array of the namespace ``xp`` with ``size > 0`` or not;
+    ``axes`` a sorted tuple of distinct non-negative axes (may be empty only for
+    ``x.ndim == 0``, which the caller reshapes beforehand); ``where`` None or a boolean
+    array of ``x``'s shape.  Returns the unreduced result for softmax and log_softmax
+    and the reduced one (axes removed) for logsumexp, in ``x``'s dtype.
+    """
+    if algorithm == "auto":
+        algorithm = AUTO_ALGORITHM
+    out_dtype = x.dtype
+    if _is_half(x.dtype):
+        # float16 and bfloat16 are computed in float32 and rounded once at the end.
+        x = xp.astype(x, xp.float32)
+    batch_shape, rows, valid = _to_rows(xp, x, axes, where)
+    n = rows.shape[-1]
+    if n == 0 or math.prod(batch_shape) == 0:
+        result = _empty_result(xp, op, rows)
+    else:
+        clean = xp.where(valid & ~xp.isnan(rows) & (rows != math.inf), rows, -math.inf)
+        result = _ALGORITHMS[algorithm](xp, op, clean)
+        result = _apply_special_values(xp, op, rows, valid, result)
+    if op == "logsumexp":
+        result = xp.reshape(result, batch_shape)
+    else:
+        result = _from_rows(xp, result, x.shape, axes)
+    return xp.astype(result, out_dtype)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _to_rows(xp, x, axes, where):
+    """Move ``axes`` last and flatten them: returns (batch shape, rows, valid)."""
+    batch_axes = tuple(a for a in range(x.ndim) if a not in axes)
+    batch_shape = tuple(x.shape[a] for a in batch_axes)
+    n = math.prod(x.shape[a] for a in axes)
+    perm = batch_axes + tuple(axes)
+
+    def rows_of(a):
+        return xp.reshape(xp.permute_dims(a, perm), batch_shape + (n,))
+
+    rows = rows_of(x)
+    valid = xp.ones(rows.shape, dtype=xp.bool, device=_device(x)) if where is None else rows_of(where)
+    return batch_shape, rows, valid
+
+
+def _from_rows(xp, y, shape, axes):
+    """Inverse of ``_to_rows`` for an unreduced result."""
+    batch_axes = tuple(a for a in range(len(shape)) if a not in axes)
+    perm = batch_axes + tuple(axes)
+    y = xp.reshape(y, tuple(shape[a] for a in perm))
+    inverse = tuple(perm.index(a) for a in range(len(shape)))
+    return xp.permute_dims(y, inverse)
+
+
+def _empty_result(xp, op, rows):
+    if op == "logsumexp":
+        return xp.full(rows.shape[:-1], -math.inf, dtype=rows.dtype, device=_device(rows))
+    return rows  # no element to compute: an empty array of the right shape
+
+
+# --------------------------------------------------------------------------- the algorithms
+# Each takes a clean row (entries finite or -inf, never NaN or +inf) along the last
+# axis and returns y (softmax or log_softmax, the row's shape) or the logsumexp (the
+# row's shape without the last axis).  A row that is all -inf gives finite or -inf
+# garbage here, never a floating-point exception: _apply_special_values replaces it.
+
+
+def three_pass(xp, op, x):
+    """Pass 1: m = max x.  Pass 2: d = sum exp(x - m).  Pass 3: y = exp(x - m) / d."""
+    m = _safe_max(xp, x)
+    d = xp.sum(xp.exp(_subtract(xp, x, m)), axis=-1, keepdims=True)
+    return _max_based_result(xp, op, x, m, d, None)
+
+
+def three_pass_reload(xp, op, x):
+    """As three-pass, but pass 2 stores exp(x - m) and pass 3 reloads it."""
+    m = _safe_max(xp, x)
+    stored = xp.exp(_subtract(xp, x, m))
+    d = xp.sum(stored, axis=-1, keepdims=True)
+    return _max_based_result(xp, op, x, m, d, stored)
+
+
+def online(xp, op, x):
+    """Milakov & Gimelshein's online normaliser, a block of the row at a time.
+
+    Pass 1 turns each block into its pair (m_b, d_b) = (max, sum exp(x - m_b)) and
+    merges the pairs with the associative operator, in a pairwise tree; pass 2 writes
+    exp(x - m) / d with the merged pair.
+    """
+    blocks = _blocks(xp, x, -math.inf)
+    m_b = _safe_max(xp, blocks)
+    d_b = xp.sum(xp.exp(_subtract(xp, blocks, m_b)), axis=-1, keepdims=True)
+    m, d = _tree_reduce(xp, _merge_max_sum, (-math.inf, 0.0), m_b[..., 0], d_b[..., 0])
+    m, d = m[..., None], d[..., None]
+    return _max_based_result(xp, op, x, m, d, None)
+
+
+def two_pass(xp, op, x):
+    """Dukhan & Ablavatski's two-pass softmax with exponent tracking.
+
+    Pass 1 writes each e^x as p 2^n and sums the row as (v, e), sum e^x = v 2^e, with no
+    max subtracted, so that no intermediate overflows.  Pass 2 writes p 2^(n - e) / v.
+
+    The range reduction t = x - n ln 2 is only accurate while |x| is moderate, so rows
+    whose max has magnitude >= ``_large_logit(x.dtype)`` are shifted by that max first
+    (a max the kernels track inside pass 1).  For them x - max is exact for every entry
+    that survives (Sterbenz's lemma), so the row stays exact.
+    """
+    m = _safe_max(xp, x)
+    threshold = _large_logit(xp, x.dtype)
+    shift = xp.where(xp.abs(m) >= threshold, m, xp.zeros_like(m))
+    z = _subtract(xp, x, shift)
+    p, n = _exp_parts(xp, z, threshold)
+    n_b, p_b = _blocks(xp, n, -math.inf), _blocks(xp, p, 0.0)
+    e_b = xp.max(n_b, axis=-1)
+    v_b = xp.sum(p_b * _exp2_scale(xp, n_b, e_b[..., None]), axis=-1)
+    v, e = _tree_reduce(xp, _merge_extended, (0.0, -math.inf), v_b, e_b)
+    v, e = v[..., None], e[..., None]
+    v = xp.where(v == 0, xp.ones_like(v), v)  # an all -inf row: any v, replaced later
+    e = xp.where(e == -math.inf, xp.zeros_like(e), e)
+    if op == "logsumexp":
+        return xp.squeeze(shift + (xp.log(v) + e * LN2), axis=-1)
+    if op == "softmax":
+        return (p / v) * _exp2_scale(xp, n, e)
+    # log_softmax: t - log v + (n - e) ln 2, with t = z - n ln 2 formed in _exp_parts'
+    # way; entries that the clamp left out (z < -2T) have no t: z - log(sum) is exact
+    # enough there (|z| > 2T dwarfs the rounding).
+    t = _reduce_by(xp, z, xp.where(n == -math.inf, xp.zeros_like(n), n))
+    near = (t - xp.log(v)) + (n - e) * LN2
+    far = z - (xp.log(v) + e * LN2)
+    return xp.where(n == -math.inf, far, near)
+
+
+_ALGORITHMS = {
+    "three-pass": three_pass,
+    "three-pass-reload": three_pass_reload,
+    "online": online,
+    "two-pass": two_pass,
+}
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def _max_based_result(xp, op, x, m, d, stored):
+    """The last pass of the max-based algorithms, from the row's (m, d)."""
+    d = xp.where(d == 0, xp.ones_like(d), d)  # an all -inf row: replaced later
+    if op == "logsumexp":
+        return xp.squeeze(m + xp.log(d), axis=-1)
+    if op == "log_softmax":
+        return _subtract(xp, x, m) - xp.log(d)
+    exp_shifted = stored if stored is not None else xp.exp(_subtract(xp, x, m))
+    return exp_shifted / d
+
+
+def _safe_max(xp, x):
+    """The row max (keepdims), with an all -inf row's max taken as 0 so no -inf - -inf."""
+    m = xp.max(x, axis=-1, keepdims=True)
+    return xp.where(m == -math.inf, xp.zeros_like(m), m)
+
+
+def _subtract(xp, x, m):
+    """x - m rounded as IEEE does (to -inf past the range), without raising an overflow.
+
+    Overflow is possible only for m > 0 and x < m - MAX; those entries get -inf.
+    """
+    big = xp.finfo(x.dtype).max
+    overflows = x < (xp.maximum(m, xp.zeros_like(m)) - big)
+    return xp.where(overflows, -math.inf, xp.where(overflows, m, x) - m)
+
+
+def _large_logit(xp, dtype):
+    """T: rows whose max has |max| >= T take the max-shifted path in two-pass.
+
+    Chosen so that (i) 2T log2(e) < 2^10 (float32) and 2^39 (float64): n * LN2_HI is
+    exact and the reduction is accurate, and (ii) T is above twice the underflow range
+    (104 in float32, 745 in float64), which makes x - max exact for every surviving entry.
+    """
+    return 256.0 if dtype == xp.float32 else 2048.0
+
+
+def _exp_parts(xp, z, threshold):
+    """e^z as (p, n): n = round(z log2 e), p = e^t, t = z - n ln 2, |t| <= ln(2) / 2.
+
+    Entries below -2T contribute exactly nothing (their share of the row is below
+    e^-T, far under the smallest subnormal): p = 0 and n = -inf, the identity.
+    """
+    far = z < -2 * threshold
+    z_in = xp.where(far, xp.zeros_like(z), z)
+    n = xp.round(z_in * LOG2E)
+    p = xp.exp(_reduce_by(xp, z_in, n))
+    return xp.where(far, xp.zeros_like(p), p), xp.where(far, -math.inf, n)
+
+
+def _reduce_by(xp, z, n):
+    """Cody & Waite's t = z - n ln 2 with the split constant (n LN2_HI is exact)."""
+    return (z - n * LN2_HI) - n * LN2_LO
+
+
+def _exp2_scale(xp, n, e):
+    """2^(n - e) for n <= e, with n = -inf (the identity's exponent) giving 0."""
+    identity = n == -math.inf
+    return xp.where(identity, xp.zeros_like(n), 2.0 ** xp.where(identity, xp.zeros_like(n), n - e))
+
+
+def _merge_extended(xp, v1, e1, v2, e2):
+    """(v, e) + (v', e') = (v 2^(e - M) + v' 2^(e' - M), M): sums as mantissa and exponent."""
+    e = xp.maximum(e1, e2)
+    return v1 * _exp2_scale(xp, e1, e) + v2 * _exp2_scale(xp, e2, e), e
+
+
+def _merge_max_sum(xp, m1, d1, m2, d2):
+    """(m, d) + (m', d') = (M, d e^(m - M) + d' e^(m' - M)): the online normaliser's merge.
+
+    The identity is (-inf, 0); merging two identities gives the identity, not NaN.
+    """
+    m = xp.maximum(m1, m2)
+    both_empty = m == -math.inf
+    m_safe = xp.where(both_empty, xp.zeros_like(m), m)
+    return m, d1 * xp.exp(_subtract(xp, m1, m_safe)) + d2 * xp.exp(_subtract(xp, m2, m_safe))
+
+
+def _blocks(xp, x, fill):
+    """View the last axis as (blocks, BLOCK), padding with ``fill`` (the identity's part)."""
+    n = x.shape[-1]
+    nblocks = -(-n // BLOCK)
+    pad = nblocks * BLOCK - n
+    if pad:
+        filler = xp.full(x.shape[:-1] + (pad,), fill, dtype=x.dtype, device=_device(x))
+        x = xp.concat([x, filler], axis=-1)
+    return xp.reshape(x, x.shape[:-1] + (nblocks, BLOCK))
+
+
+def _tree_reduce(xp, merge, identity, a, b):
+    """Reduce the pairs (a, b) along the last axis with ``merge``, pairwise.
+
+    ``identity`` is the merge's neutral pair, used to pad an odd number of pairs.
+    """
+    while a.shape[-1] > 1:
+        if a.shape[-1] % 2:
+            shape, dev = a.shape[:-1] + (1,), _device(a)
+            a = xp.concat([a, xp.full(shape, identity[0], dtype=a.dtype, device=dev)], axis=-1)
+            b = xp.concat([b, xp.full(shape, identity[1], dtype=b.dtype, device=dev)], axis=-1)
+        a, b = merge(xp, a[..., 0::2], b[..., 0::2], a[..., 1::2], b[..., 1::2])
+    return a[..., 0], b[..., 0]
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def _apply_special_values(xp, op, x, valid, result):
+    """Apply the contract's rules for NaN, +inf, all -inf and fully masked rows.
+
+    In order of precedence: a NaN in an unmasked entry makes the row NaN; +inf
+    entries share the mass evenly (logsumexp +inf); a row with no unmasked entry
+    gives 0 / -inf / -inf; a row that is all -inf gives NaN / NaN / -inf.
+    Masked entries always get 0 (softmax) or -inf (log_softmax).
+    """
+    dtype = x.dtype
+    nan_row = xp.any(valid & xp.isnan(x), axis=-1, keepdims=True)
+    posinf = valid & (x == math.inf)
+    n_posinf = xp.sum(xp.astype(posinf, dtype), axis=-1, keepdims=True)
+    no_valid = ~xp.any(valid, axis=-1, keepdims=True)
+    all_neginf = ~no_valid & ~xp.any(valid & (x > -math.inf), axis=-1, keepdims=True)
+    nan = xp.full_like(n_posinf, math.nan)
+    if op == "logsumexp":
+        result = result[..., None]
+        result = xp.where(all_neginf | no_valid, -math.inf, result)
+        result = xp.where(n_posinf > 0, math.inf, result)
+        return xp.squeeze(xp.where(nan_row, nan, result), axis=-1)
+    count = xp.where(n_posinf > 0, n_posinf, xp.ones_like(n_posinf))
+    if op == "softmax":
+        shared, left_out = xp.where(posinf, 1 / count, xp.zeros_like(x)), 0.0
+    else:
+        shared, left_out = xp.where(posinf, -xp.log(count), xp.full_like(x, -math.inf)), -math.inf
+    result = xp.where(n_posinf > 0, shared, result)
+    result = xp.where(all_neginf | nan_row, nan, result)
+    result = xp.where(no_valid | ~valid, left_out, result)
+    return result
+
+
+def _is_half(dtype):
+    """float16 or bfloat16, in any namespace (bfloat16 is ml_dtypes' on NumPy)."""
+    return _dtype_name(dtype) in ("float16", "bfloat16")
+
+
+def _dtype_name(dtype):
+    return str(getattr(dtype, "name", dtype)).removeprefix("torch.")
+
+
+def _device(x):
+    import array_api_compat
+
+    return array_api_compat.device(x)
