@@ -71,7 +71,9 @@ def compute(xp, op, x, axes, where, algorithm):
         result = xp.reshape(result, batch_shape)
     else:
         result = _from_rows(xp, result, x.shape, axes)
-    return xp.astype(result, out_dtype)
+    if out_dtype != result.dtype:
+        result = xp.astype(_overflow_to_inf(xp, result, out_dtype), out_dtype)
+    return result
 
 
 # --------------------------------------------------------------------------- layout
@@ -211,10 +213,11 @@ def _safe_max(xp, x):
 def _subtract(xp, x, m):
     """x - m rounded as IEEE does (to -inf past the range), without raising an overflow.
 
-    Overflow is possible only for m > 0 and x < m - MAX; those entries get -inf.
+    Halving is exact and commutes with rounding, so x - m overflows exactly when
+    x/2 - m/2, which cannot, falls below -MAX/2; those entries get -inf.
     """
-    big = xp.finfo(x.dtype).max
-    overflows = x < (xp.maximum(m, xp.zeros_like(m)) - big)
+    half_max = xp.finfo(x.dtype).max / 2
+    overflows = (x / 2 - m / 2) < -half_max
     return xp.where(overflows, -math.inf, xp.where(overflows, m, x) - m)
 
 
@@ -249,6 +252,7 @@ def _reduce_by(xp, z, n):
 def _exp2_scale(xp, n, e):
     """2^(n - e) for n <= e, with n = -inf (the identity's exponent) giving 0."""
     identity = n == -math.inf
+    e = xp.where(e == -math.inf, xp.zeros_like(e), e)  # e = -inf only beside n = -inf
     return xp.where(identity, xp.zeros_like(n), 2.0 ** xp.where(identity, xp.zeros_like(n), n - e))
 
 
@@ -328,13 +332,26 @@ def _apply_special_values(xp, op, x, valid, result):
     return result
 
 
+# Magnitudes from which a float32 value rounds to infinity in the half types: the
+# largest finite number plus half an ULP (float16: 65504 + 16; bfloat16: 0x1.FEp127 + 2^119).
+_ROUNDS_TO_INF = {"float16": float.fromhex("0x1.FFEp15"), "bfloat16": float.fromhex("0x1.FFp127")}
+
+
+def _overflow_to_inf(xp, y, dtype):
+    """Set what rounds past ``dtype``'s range to +-inf already, so the cast warns of nothing."""
+    limit = _ROUNDS_TO_INF.get(_dtype_name(dtype))
+    if limit is None:
+        return y
+    return xp.where(y >= limit, math.inf, xp.where(y <= -limit, -math.inf, y))
+
+
 def _is_half(dtype):
     """float16 or bfloat16, in any namespace (bfloat16 is ml_dtypes' on NumPy)."""
     return _dtype_name(dtype) in ("float16", "bfloat16")
 
 
 def _dtype_name(dtype):
-    return str(getattr(dtype, "name", dtype)).removeprefix("torch.")
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
 
 
 def _device(x):

@@ -1,0 +1,149 @@
+"""The backends and paths the conformance suite runs on: its single registration point.
+
+Each ``BackendCase`` turns a NumPy array into the backend's array, back again, and
+selects a path (the reference, a fast path, an ISA).  A fast path joins the suite by
+appending its cases to ``CASES`` (see the end of this file), never by copying tests.
+"""
+
+import contextlib
+import dataclasses
+import importlib.util
+
+import ml_dtypes
+import numpy as np
+
+import softmaxlib._backends
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendCase:
+    name: str
+    #: Top-level modules it needs; the case is skipped, with this reason, if one is missing.
+    requires: tuple
+    #: The dtypes the backend has, by name ("int" is its integer input).
+    dtypes: tuple
+    #: numpy array -> backend array (values exact: the dtype is already the target one).
+    from_numpy: object
+    #: backend array -> numpy array (float64 for floating results).
+    to_numpy: object
+    #: -> context manager selecting the path under test.
+    context: object = contextlib.nullcontext
+    #: Can the backend index with a negative step (x[..., ::-1])?
+    negative_strides: bool = True
+    #: -> None, or why the installed backend cannot run here (no GPU, say).
+    unavailable: object = lambda: None
+
+    def missing(self):
+        """Why this case cannot run here, or None."""
+        absent = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if absent:
+            return f"{', '.join(absent)} not installed"
+        return self.unavailable()
+
+
+ALL_DTYPES = ("float16", "bfloat16", "float32", "float64", "int")
+
+
+def numpy_dtype(name):
+    """The NumPy dtype of a dtype name of the suite."""
+    return {"bfloat16": np.dtype(ml_dtypes.bfloat16), "int": np.dtype(np.int32)}.get(name, np.dtype(name))
+
+
+def _to_float64(a):
+    a = np.asarray(a)
+    return a.astype(np.float64) if a.dtype.kind in "fV" or a.dtype == ml_dtypes.bfloat16 else a
+
+
+def _numpy_from(a):
+    return a
+
+
+def _strict_from(a):
+    import array_api_strict
+
+    return array_api_strict.asarray(a)
+
+
+def _torch_from(a):
+    import torch
+
+    if a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
+    return torch.from_numpy(np.array(a))
+
+
+def _torch_to(y):
+    import torch
+
+    y = y.detach()
+    return y.to(torch.float64).numpy() if y.dtype.is_floating_point else y.numpy()
+
+
+def _jax_from(a):
+    import jax.numpy as jnp
+
+    return jnp.asarray(a)
+
+
+@contextlib.contextmanager
+def _jax_x64():
+    """float64 on JAX needs x64, switched on in the suite's own scope only."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
+def _dask_from(a):
+    import dask.array as da
+
+    # Several chunks along every axis, so that reductions cross chunk boundaries.
+    return da.from_array(a, chunks=tuple(max(1, -(-s // 2)) for s in a.shape) or ())
+
+
+def _dask_to(y):
+    return _to_float64(y.compute())
+
+
+def _no_cuda_device():
+    import cupy
+
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        return f"CuPy is installed but CUDA is not usable here: {error}"
+    return None if count else "CuPy is installed but this machine has no CUDA device"
+
+
+CASES = [
+    BackendCase(
+        "numpy-reference",
+        ("numpy",),
+        ALL_DTYPES,
+        _numpy_from,
+        _to_float64,
+        context=softmaxlib._backends.reference_only,
+    ),
+    BackendCase(
+        "array-api-strict",
+        ("array_api_strict",),
+        ("float32", "float64", "int"),
+        _strict_from,
+        _to_float64,
+        negative_strides=False,
+    ),
+    BackendCase("torch", ("torch",), ALL_DTYPES, _torch_from, _torch_to, negative_strides=False),
+    BackendCase("jax", ("jax",), ALL_DTYPES, _jax_from, _to_float64, context=_jax_x64),
+    BackendCase("dask", ("dask",), ("float16", "float32", "float64", "int"), _dask_from, _dask_to),
+    BackendCase(
+        "cupy",
+        ("cupy",),
+        ("float16", "float32", "float64", "int"),
+        lambda a: __import__("cupy").asarray(a),
+        lambda y: _to_float64(y.get()),
+        unavailable=lambda: _no_cuda_device(),
+    ),
+]
+
+# ---------------------------------------------------------------------------------
+# Fast paths register here: append a BackendCase per path (e.g. one per native ISA).
