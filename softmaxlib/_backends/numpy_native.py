@@ -1,0 +1,133 @@
+"""The NumPy fast path: native SIMD kernels (``softmaxlib._kernels``).
+
+``compute`` is a thin shell: it maps dtype, op and algorithm to the extension's
+codes, allocates the output and hands the array *as it is* (any strides, no
+copy) to C++, which walks the layout, releases the GIL and runs the kernels on
+its own threads. Everything numerical lives in ``softmaxlib/_native/``.
+
+If the extension cannot be imported (a source tree without a build, an
+unusual platform), this module still imports: ``compute`` returns
+``NotImplemented`` so the caller runs the reference, and ``info()`` says why.
+"""
+
+import contextlib
+import os
+import threading
+
+import numpy as np
+
+try:
+    from softmaxlib import _kernels
+except ImportError as exc:  # pragma: no cover - depends on the build
+    _kernels = None
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+else:
+    _IMPORT_ERROR = None
+
+_OPS = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
+_ALGORITHMS = {"three-pass": 0, "three-pass-reload": 1, "online": 2, "two-pass": 3}
+_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
+try:
+    import ml_dtypes
+
+    _DTYPES[np.dtype(ml_dtypes.bfloat16)] = 3
+except ImportError:  # pragma: no cover - ml_dtypes is optional
+    pass
+
+# Crossovers for algorithm="auto", measured by benchmarks/crossover.py (see
+# benchmarks/crossover.md). Softmax and log_softmax: below this many bytes of
+# input per call the data stays in cache and one exp per element
+# (three-pass-reload) is fastest; above it the two memory passes of two-pass
+# win. logsumexp: two-pass is a single read pass, always the fastest.
+AUTO_TWO_PASS_MIN_BYTES = 1 << 20
+
+
+def _auto(op, x):
+    if op == "logsumexp":
+        return "two-pass"
+    return "two-pass" if x.nbytes >= AUTO_TWO_PASS_MIN_BYTES else "three-pass-reload"
+
+
+def compute(op, x, axes, where, algorithm):
+    """Compute ``op`` over ``axes`` of the NumPy array ``x`` natively.
+
+    Parameters follow :func:`softmaxlib._reference.compute` without ``xp``: ``axes``
+    is a sorted tuple of unique non-negative axes, ``where`` None or a bool array
+    of ``x.shape`` (any strides). Returns a new C-contiguous array (``x.shape`` for
+    softmax/log_softmax, ``axes`` removed for logsumexp) of ``x.dtype``, or
+    ``NotImplemented`` for what the kernels do not handle.
+    """
+    if _kernels is None or type(x) is not np.ndarray:
+        return NotImplemented
+    code = _DTYPES.get(x.dtype)
+    if code is None or x.size == 0:
+        return NotImplemented
+    if algorithm == "auto":
+        algorithm = _auto(op, x)
+    alg = _ALGORITHMS.get(algorithm)
+    if alg is None or op not in _OPS:
+        return NotImplemented
+    if where is not None:
+        where = np.asarray(where)
+        if where.dtype != np.bool_ or where.shape != x.shape:
+            where = np.broadcast_to(np.asarray(where, dtype=bool), x.shape)
+    if op == "logsumexp":
+        shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    else:
+        shape = x.shape
+    y = np.empty(shape, dtype=x.dtype)
+    _kernels.compute(_OPS[op], alg, code, x, list(axes), y, where)
+    return y
+
+
+def set_num_threads(n):
+    """Set the number of threads the native kernels use (>= 1), process-wide."""
+    if _kernels is None:
+        return
+    _kernels.set_num_threads(int(n))
+
+
+def get_num_threads():
+    """Number of threads the native kernels use (default: the CPUs this process may
+    use, or ``SOFTMAXLIB_NUM_THREADS``)."""
+    if _kernels is None:
+        return 1
+    return _kernels.get_num_threads()
+
+
+_isa_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def forced_isa(name):
+    """Run the block with the kernels of ISA ``name`` ("avx512f", "avx2", "baseline").
+
+    Process-wide (not per thread): meant for tests and benchmarks. Raises
+    ValueError when the ISA is not compiled in or not supported by this CPU.
+    """
+    if _kernels is None:
+        msg = f"the native kernels are not available ({_IMPORT_ERROR})"
+        raise RuntimeError(msg)
+    with _isa_lock:
+        previous = _kernels.set_isa(name)
+    try:
+        yield
+    finally:
+        with _isa_lock:
+            _kernels.set_isa(previous)
+
+
+def info():
+    """What the native path is doing on this machine, as a dict."""
+    if _kernels is None:
+        return {"available": False, "reason": _IMPORT_ERROR}
+    return {
+        "available": True,
+        "isa": _kernels.get_isa(),
+        "isas_compiled": list(_kernels.compiled_isas()),
+        "isas_supported": list(_kernels.supported_isas()),
+        "threads": _kernels.get_num_threads(),
+        "kernels": list(_kernels.kernel_names()),
+        "chunk": int(_kernels.chunk()),
+        "env": {k: os.environ[k] for k in ("SOFTMAXLIB_ISA", "SOFTMAXLIB_NUM_THREADS") if k in os.environ},
+    }

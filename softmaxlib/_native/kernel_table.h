@@ -1,0 +1,81 @@
+// The function table each ISA unit fills in.
+//
+// This header is shared by every translation unit, so it holds only plain
+// data types and declarations: no inline functions, nothing the linker could
+// merge across units compiled with different -m flags.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace softmaxlib {
+
+// Storage types. float16 and bfloat16 are raw 16-bit patterns; the kernels
+// widen them to float32 in registers.
+struct f16_t { std::uint16_t bits; };
+struct bf16_t { std::uint16_t bits; };
+
+// Accumulator of the two-pass (exponent tracking) sum of one piece:
+// sum = v * 2^e, plus the piece's max (to detect rows beyond the range
+// reduction's exact range, and +inf / -inf rows).
+template <class S> struct ExtExpAcc { S v; S e; S max; };
+// Accumulator of the online (running max) sum of one piece.
+template <class S> struct OnlineAcc { S m; S d; };
+
+// The kernels for one storage type T computing in S (float, or double for T = double).
+// Naming follows XNNPACK: r* reduce a piece, v* map it elementwise.
+// Every kernel works on a contiguous piece of n >= 1 elements; the caller
+// splits rows into fixed chunks and merges the reductions in a fixed order.
+template <class T, class S> struct Kernels {
+  // max over the piece (a NaN may or may not be reported: callers detect NaN
+  // rows through the sums, which NaN always poisons).
+  S (*rmax)(const T* x, std::size_t n);
+  // sum of exp(x - m)
+  S (*raddexpminusmax)(const T* x, std::size_t n, S m);
+  // sum of exp(x - m), storing each exp(x - m) in buf (three-pass-reload)
+  S (*raddstoreexpminusmax)(const T* x, std::size_t n, S m, S* buf);
+  // y = exp(x - m) * scale (three-pass, online)
+  void (*vscaleexpminusmax)(const T* x, std::size_t n, S m, S scale, T* y);
+  // y = buf * scale (three-pass-reload); buf may alias y when T == S
+  void (*vscale)(const S* buf, std::size_t n, S scale, T* y);
+  // y = (x - m) - logd (max-based log_softmax)
+  void (*vlogsoftmaxminusmax)(const T* x, std::size_t n, S m, S logd, T* y);
+  // online (m, d) of the piece, starting from (lowest finite, 0)
+  OnlineAcc<S> (*ronlineexp)(const T* x, std::size_t n);
+  // (v, e, max) with sum exp(x) = v * 2^e, entries clamped below at -2*T_big
+  ExtExpAcc<S> (*raddextexp)(const T* x, std::size_t n);
+  // y = exp(x) / (v * 2^e) given inv_v = 1/v
+  void (*vscaleextexp)(const T* x, std::size_t n, S inv_v, S e, T* y);
+  // y = (t - log v) + (n - e) ln2, or x - lse for entries below -2*T_big
+  void (*vlogsoftmaxextexp)(const T* x, std::size_t n, S logv, S e, S lse, T* y);
+};
+
+struct KernelTable {
+  const char* isa;
+  // Rows are cut into chunks of this many elements (a multiple of every
+  // vector width), always at the same places. Within a chunk each lane
+  // accumulator adds about chunk / (lanes * unroll) = 64..128 terms in
+  // sequence; chunks are merged pairwise in double. So the narrower the
+  // vectors, the shorter the chunk.
+  std::size_t chunk;
+  Kernels<float, float> f32;
+  Kernels<double, double> f64;
+  Kernels<f16_t, float> f16;
+  Kernels<bf16_t, float> bf16;
+  // test-only: the vector exp in plain and (p, n) form
+  void (*exp_f32)(const float* x, std::size_t n, float* y);
+  void (*exp_pn_f32)(const float* x, std::size_t n, float* p, float* e);
+  void (*exp_f64)(const double* x, std::size_t n, double* y);
+};
+
+// Above this |row max| the two-pass range reduction is no longer exact enough
+// (n = round(x log2 e) needs n*ln2 formed to ~2^-24 relative); such rows take
+// the max-based path, which is exact there (Sterbenz).
+constexpr float kExtExpLimitF32 = 0x1p20f;
+constexpr double kExtExpLimitF64 = 0x1p40;
+
+namespace baseline { const KernelTable* table(); }
+namespace avx2 { const KernelTable* table(); }
+namespace avx512f { const KernelTable* table(); }
+
+}  // namespace softmaxlib

@@ -1,0 +1,32 @@
+// The avx2 unit: kernels.inc instantiated over simd_avx2.h, all inside
+// namespace softmaxlib::avx2 (compiled with this unit's own -m flags, see
+// CMakeLists.txt).
+#include "kernel_table.h"
+
+// System headers first: kernels.inc and simd_*.h are included inside the
+// namespace below and must not pull declarations into it.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#if defined(SOFTMAXLIB_X86)
+#include <immintrin.h>
+#endif
+
+namespace softmaxlib {
+namespace avx2 {
+
+#define SOFTMAXLIB_ISA_NAME "avx2"
+
+template <class T> inline T neg_inf();
+template <> inline float neg_inf<float>() { return -__builtin_inff(); }
+template <> inline double neg_inf<double>() { return -__builtin_inf(); }
+template <> inline f16_t neg_inf<f16_t>() { return f16_t{0xFC00}; }
+template <> inline bf16_t neg_inf<bf16_t>() { return bf16_t{0xFF80}; }
+
+#include "simd_avx2.h"
+#include "kernels.inc"
+
+}  // namespace avx2
+}  // namespace softmaxlib
