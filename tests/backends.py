@@ -147,3 +147,26 @@ CASES = [
 
 # ---------------------------------------------------------------------------------
 # Fast paths register here: append a BackendCase per path (e.g. one per native ISA).
+
+
+def _native_cases():
+    """One case per native ISA unit this CPU can run (softmaxlib._backends.numpy_native)."""
+    from softmaxlib._backends import numpy_native
+
+    info = numpy_native.info()
+    isas = info["isas_supported"] if info["available"] else ["avx2"]
+    return [
+        BackendCase(
+            f"numpy-native-{isa}",
+            ("numpy",),
+            ALL_DTYPES,
+            _numpy_from,
+            _to_float64,
+            context=lambda isa=isa: numpy_native.forced_isa(isa),
+            unavailable=lambda: None if info["available"] else info["reason"],
+        )
+        for isa in isas
+    ]
+
+
+CASES.extend(_native_cases())

@@ -72,7 +72,7 @@ struct KernelTable {
 // (n = round(x log2 e) needs n*ln2 formed to ~2^-24 relative); such rows take
 // the max-based path, which is exact there (Sterbenz).
 constexpr float kExtExpLimitF32 = 0x1p20f;
-constexpr double kExtExpLimitF64 = 0x1p40;
+constexpr double kExtExpLimitF64 = 0x1p19;  // |n| < 2^21 after clamping at -2L: n*ln2_hi exact
 
 namespace baseline { const KernelTable* table(); }
 namespace avx2 { const KernelTable* table(); }
