@@ -1,0 +1,132 @@
+"""Threads: reproducibility across thread counts, concurrent callers, fork,
+and memory that stays flat over many calls."""
+
+import concurrent.futures
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from softmaxlib._backends import numpy_native
+from tests.native.helpers import ALGORITHMS, OPS, assert_close
+
+
+def compute(op, x, axes, algorithm="auto", where=None):
+    return numpy_native.compute(op, x, tuple(axes), where, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("op", OPS)
+def test_bitwise_identical_for_any_thread_count(isa, threads, op, algorithm):
+    rng = np.random.default_rng(7)
+    long_row = (rng.standard_normal((1, 300_001)) * 4).astype(np.float32)  # chunk-parallel
+    few_rows = (rng.standard_normal((3, 70_001)) * 4).astype(np.float32)    # chunk-parallel
+    many_rows = (rng.standard_normal((513, 301)) * 4).astype(np.float32)    # row-parallel
+    strided = np.asfortranarray(many_rows)                                   # gathered rows
+    results = {}
+    for n in (1, 2, 3, 4, 7):
+        threads(n)
+        results[n] = [compute(op, a, (1,), algorithm) for a in (long_row, few_rows, many_rows, strided)]
+    for n, ys in results.items():
+        for y, y1 in zip(ys, results[1]):
+            assert y.tobytes() == y1.tobytes(), f"{n} threads differ from 1"
+    assert_close(op, results[4][0], long_row, (1,))
+
+
+def test_set_get_threads(threads):
+    threads(3)
+    assert numpy_native.get_num_threads() == 3
+    with pytest.raises(ValueError):
+        numpy_native.set_num_threads(0)
+
+
+def test_concurrent_python_threads(threads):
+    # Callers beyond the first run on their own thread (no oversubscription);
+    # every result is still the single-caller result.
+    threads(2)
+    rng = np.random.default_rng(8)
+    xs = [(rng.standard_normal((64, 5000)) * 3).astype(np.float32) for _ in range(8)]
+    expected = [compute("softmax", x, (1,), "two-pass") for x in xs]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda x: compute("softmax", x, (1,), "two-pass"), xs))
+            for g, e in zip(got, expected):
+                assert g.tobytes() == e.tobytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_can_compute(threads):
+    threads(2)
+    x = np.random.default_rng(9).standard_normal((64, 20000)).astype(np.float32)
+    expected = compute("softmax", x, (1,), "two-pass")  # the pool exists now
+    r, w = os.pipe()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: ours are handled
+        pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            y = compute("softmax", x, (1,), "two-pass")
+            ok = y.tobytes() == expected.tobytes()
+            numpy_native.set_num_threads(2)
+            y2 = compute("logsumexp", x, (1,), "online")
+            ok = ok and np.isfinite(y2).all()
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    answer = os.read(r, 1)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+
+
+def _rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_no_memory_growth():
+    x = np.random.default_rng(10).standard_normal((4, 8)).astype(np.float32)
+    w = np.ones((4, 8), bool)
+    xs = np.asfortranarray(x)
+    for _ in range(2000):  # warm up allocators
+        compute("softmax", x, (1,))
+        compute("logsumexp", xs, (1,), where=w)
+    before = _rss_kib()
+    for _ in range(100_000 // 2):
+        compute("softmax", x, (1,))
+        compute("logsumexp", xs, (1,), where=w)
+    grown = _rss_kib() - before
+    assert grown < 2048, f"RSS grew by {grown} KiB over 10^5 calls"
+
+
+def test_gil_released(threads):
+    # A long call on one thread leaves the interpreter free for another.
+    import threading
+    import time
+
+    threads(1)
+    x = np.random.default_rng(11).standard_normal((1, 1 << 22)).astype(np.float32)
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    start = time.perf_counter()
+    for _ in range(3):
+        compute("softmax", x, (1,), "three-pass")
+    end = time.perf_counter()
+    stop.set()
+    t.join()
+    inside = [s for s in ticks if start < s < end]
+    assert len(inside) >= 3
