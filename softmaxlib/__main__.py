@@ -1,0 +1,152 @@
+"""Command line: ``python -m softmaxlib bench [options]`` (also the ``softmaxlib`` script).
+
+``bench`` runs the benchmark report: progress on stderr, tables on stdout, the
+results as JSON and, when matplotlib is installed, a PNG plot of throughput
+against size. ``info`` states the machine and the native kernels in use.
+"""
+
+import argparse
+import json
+import sys
+
+SIZES_HELP = ("comma-separated shapes: ROWSxCOLS or an element count for one row "
+              "(1024, 2^20, 64K, 16M; K/M are binary)")
+
+
+def _list_of(parse):
+    def parse_list(text):
+        from softmaxlib._bench.options import split_list
+
+        try:
+            return [parse(item) for item in split_list(text)]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse_list
+
+
+def _choices(allowed):
+    def parse(item):
+        if item not in allowed:
+            raise ValueError(f"{item!r} is not one of {', '.join(allowed)}")
+        return item
+
+    return parse
+
+
+def _positive_int(text):
+    n = int(text)
+    if n < 1:
+        raise ValueError(f"must be >= 1, got {n}")
+    return n
+
+
+def build_parser():
+    from softmaxlib import ALGORITHMS
+    from softmaxlib._bench.options import ALL_DTYPES, parse_shape
+    from softmaxlib._bench.sections import SECTIONS
+
+    parser = argparse.ArgumentParser(prog="softmaxlib",
+                                     description="softmaxlib command line")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    bench = commands.add_parser(
+        "bench", help="run the benchmark report",
+        description="Time softmaxlib's algorithms against installed peers and x.copy(); "
+                    "print tables, write JSON and a PNG plot.")
+    bench.add_argument("--quick", action="store_true",
+                       help="a short run for a first look (well under a minute)")
+    bench.add_argument("--sizes", type=_list_of(parse_shape), help=SIZES_HELP)
+    bench.add_argument("--dtypes", type=_list_of(_choices(ALL_DTYPES)),
+                       help=f"comma-separated, from {', '.join(ALL_DTYPES)} (default float32)")
+    backends = sorted({s.backend for s in SECTIONS})
+    bench.add_argument("--backends", type=_list_of(_choices(backends)),
+                       help=f"sections to run, by backend: {', '.join(backends)} (default all)")
+    bench.add_argument("--algorithms", type=_list_of(_choices(ALGORITHMS)),
+                       help=f"comma-separated, from {', '.join(ALGORITHMS)} (default all)")
+    bench.add_argument("--threads", type=_list_of(_positive_int),
+                       help="comma-separated thread counts (default: 1 and the native default; "
+                            "--quick: the native default)")
+    bench.add_argument("--repeat", type=_positive_int,
+                       help="most timed samples per case (at least 3 are taken)")
+    bench.add_argument("--budget", type=float, metavar="SECONDS",
+                       help="seconds of timed samples per case (default 0.3, --quick 0.05)")
+    bench.add_argument("--json", metavar="PATH",
+                       help="where to write the JSON results (default benchmarks/results/"
+                            "bench-HOST-TIME.json; '' to skip)")
+    bench.add_argument("--plot", metavar="PATH",
+                       help="where to write the PNG plot (default next to the JSON; '' to skip)")
+    bench.add_argument("--no-peers", action="store_true",
+                       help="time softmaxlib and x.copy() only")
+    bench.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    commands.add_parser("info", help="the machine and the native kernels in use")
+    return parser
+
+
+def options_from(args):
+    """``BenchOptions`` from parsed arguments: the defaults, overridden where given."""
+    from softmaxlib._bench.options import BenchOptions
+
+    options = BenchOptions.defaults(quick=args.quick)
+    for name, value in (("shapes", args.sizes), ("dtypes", args.dtypes),
+                        ("backends", args.backends), ("algorithms", args.algorithms),
+                        ("threads", args.threads), ("repeat", args.repeat),
+                        ("budget_s", args.budget)):
+        if value is not None:
+            setattr(options, name, value)
+    options.peers = not args.no_peers
+    return options
+
+
+def bench(args):
+    import os
+
+    from softmaxlib._bench import default_path, run_benchmark, write_json
+    from softmaxlib._bench.plot import matplotlib_available, write_plot
+    from softmaxlib._bench.report import render
+
+    options = options_from(args)
+    report = run_benchmark(options, progress_stream=None if args.quiet else sys.stderr)
+    json_path = default_path("json", report.started) if args.json is None else args.json
+    if args.plot is not None:
+        plot_path = args.plot
+    elif json_path:
+        plot_path = os.path.splitext(json_path)[0] + ".png"
+    else:
+        plot_path = default_path("png", report.started)
+    options.json_path, options.plot_path = json_path or None, plot_path or None
+    print(render(report))
+    if json_path:
+        write_json(report, json_path)
+        print(f"JSON written to {json_path}")
+    if plot_path:
+        if not matplotlib_available():
+            print("matplotlib not installed: no plot")
+        elif write_plot(report.sections, plot_path, report.machine.get("cpu_model") or ""):
+            print(f"plot written to {plot_path}")
+        else:
+            print("nothing to plot (fewer than two sizes)")
+    return 0
+
+
+def info(_args):
+    from softmaxlib._bench.machine import describe, machine_info
+
+    machine = machine_info()
+    print(describe(machine))
+    print(json.dumps(machine["native"], indent=1))
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        return bench(args)
+    if args.command == "info":
+        return info(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
