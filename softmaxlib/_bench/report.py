@@ -64,10 +64,9 @@ def measurement_tables(section):
         reference = section.ratio_reference or "ours"
         yardstick = next((c for c in columns if kinds[c] == YARDSTICK), "copy")
         ratio_columns = [c for c in columns if kinds[c] != YARDSTICK]
-        headers = [f"{c}/{yardstick}" if kinds[c] == OURS else f"{c}/{reference}"
-                   for c in ratio_columns]
-        out.append(f"ratios of times (ours/{yardstick}: lower is better, 1 = memory speed; "
-                   f"peer/{reference}: higher = ours faster)")
+        headers = ratio_columns
+        out.append(f"ratios of times -- our columns: ours / {yardstick} (lower is better, "
+                   f"1 = memory speed); peer columns: peer / {reference} (higher = ours faster)")
         out.append(table(["shape"] + headers, [
             [shape] + [_fmt(r[c].vs_copy if kinds[c] == OURS else r[c].peer_over_ours)
                        if c in r else "" for c in ratio_columns]
