@@ -1,0 +1,127 @@
+"""The backend x feature table, generated from ``softmaxlib._backends.BACKENDS``.
+
+Run at every docs build (from ``conf.py``); writes ``capabilities.md`` and
+``native.md`` (MyST fragments included by ``backends.md``).  Nothing here is
+written by hand: a backend added to the registry, a dtype dropped or a fast path
+switched on shows up in the table at the next build.
+
+The registry stores ``features`` as free text, so the jit / vmap / grad / threads
+columns are read from the words of that text (``grad`` also matches ``autograd``);
+the text itself is shown in the last column so that a reader can check the reading.
+"""
+
+import importlib
+import importlib.metadata
+import re
+
+from softmaxlib import _backends
+
+DISTRIBUTIONS = {
+    "numpy": "numpy",
+    "jax": "jax",
+    "cupy": "cupy",
+    "torch": "torch",
+    "dask": "dask",
+    "array-api-strict": "array-api-strict",
+}
+
+FEATURE_COLUMNS = {
+    "jit": r"\bjit\b",
+    "vmap": r"\bvmap\b",
+    "grad": r"\b(auto)?grad\b",
+    "threads": r"\bthreads?\b",
+}
+
+YES = "✓"
+NO = "—"
+
+
+def _installed(name):
+    dist = DISTRIBUTIONS.get(name, name)
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _fast_path(backend):
+    if backend.fast_path_module is None:
+        return "generic reference"
+    try:
+        module = importlib.import_module(backend.fast_path_module)
+    except ImportError as exc:
+        return f"`{backend.fast_path_module}` (cannot import: {exc})"
+    text = f"`{backend.fast_path_module}`"
+    info = getattr(module, "info", None)
+    if info is not None:
+        details = info()
+        if details.get("available"):
+            text += f" (active, ISA {details.get('isa', '?')})"
+        else:
+            text += f" (not built here: {details.get('reason', 'unknown reason')})"
+    return text
+
+
+def _escape(text):
+    return str(text).replace("|", "\\|")
+
+
+def capability_rows():
+    """One dict per registry entry: what the table shows."""
+    rows = []
+    for backend in _backends.BACKENDS:
+        notes = backend.features
+        row = {
+            "backend": backend.name,
+            "installed": _installed(backend.name),
+            "fast path": _fast_path(backend),
+            "dtypes": ", ".join(backend.dtypes),
+            "notes": notes,
+        }
+        for column, pattern in FEATURE_COLUMNS.items():
+            row[column] = bool(re.search(pattern, notes, flags=re.IGNORECASE))
+        rows.append(row)
+    return rows
+
+
+def capabilities_table():
+    head = ["Backend", "Fast path", *FEATURE_COLUMNS, "dtypes", "Installed at build", "Notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in capability_rows():
+        cells = [
+            f"**{row['backend']}**",
+            row["fast path"],
+            *(YES if row[c] else NO for c in FEATURE_COLUMNS),
+            row["dtypes"],
+            row["installed"] or "no",
+            row["notes"],
+        ]
+        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def native_table():
+    """The NumPy native kernels' ``info()`` on the build machine, as a table."""
+    from softmaxlib._backends import numpy_native
+
+    details = numpy_native.info()
+    lines = ["| Field | Value on the machine that built these docs |", "|---|---|"]
+    for key, value in details.items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(f"`{v}`" for v in value) if value else "(none)"
+        elif isinstance(value, dict):
+            value = ", ".join(f"`{k}={v}`" for k, v in value.items()) or "(none set)"
+        else:
+            value = f"`{value}`"
+        lines.append(f"| `{key}` | {_escape(value)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(out):
+    (out / "capabilities.md").write_text(capabilities_table(), encoding="utf-8")
+    (out / "native.md").write_text(native_table(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    print(capabilities_table())
+    print(native_table())

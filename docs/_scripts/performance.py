@@ -1,0 +1,199 @@
+"""Performance plots, drawn from the benchmark reports in ``benchmarks/results/*.json``.
+
+Run at every docs build (from ``conf.py``).  The reports are written by
+``python -m softmaxlib bench --json benchmarks/results/NAME.json`` and committed with
+the machine they ran on.  They are read defensively: a measurement is any JSON object
+with an ``implementation``, a size (``size`` or ``shape``) and a speed (``gbs`` or
+``median_s``), wherever it sits in the file; the machine is the top-level object named
+``machine`` (or ``system`` / ``platform``).  A file that cannot be read or holds no
+measurements is listed as such; with no file at all, the page says so.
+
+Writes ``performance.md`` (a MyST fragment with the figures and machine tables,
+included by ``performance.md``) and ``perf_*.png`` into the output folder.
+"""
+
+import json
+import math
+import pathlib
+import re
+
+MAX_FIGURES_PER_REPORT = 12
+MACHINE_KEYS = ("machine", "system", "platform")
+
+
+def _measurements(node, context=None):
+    """Every measurement-like dict below ``node``, with inherited section fields."""
+    context = dict(context or {})
+    if isinstance(node, dict):
+        for key in ("backend", "title", "name", "dtype", "threads"):
+            value = node.get(key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                context.setdefault("section_" + key, value)
+        has_size = "size" in node or "shape" in node or "n" in node
+        has_speed = "gbs" in node or "median_s" in node
+        if "implementation" in node and has_size and has_speed:
+            yield {**{k.removeprefix("section_"): v for k, v in context.items()}, **node}
+            return
+        for key, value in node.items():
+            if key in MACHINE_KEYS:
+                continue
+            yield from _measurements(value, context if key not in ("measurements",) else context)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _measurements(item, context)
+
+
+def _size(m):
+    if isinstance(m.get("size"), (int, float)):
+        return m["size"]
+    if isinstance(m.get("shape"), list) and all(isinstance(s, int) for s in m["shape"]):
+        return math.prod(m["shape"])
+    if isinstance(m.get("n"), (int, float)):
+        return m["n"]
+    return None
+
+
+def _speed(m):
+    """(value, label): effective GB/s if given, else elements per ns from the median."""
+    gbs = m.get("gbs")
+    if isinstance(gbs, (int, float)) and gbs > 0:
+        return gbs, "effective bandwidth (GB/s)"
+    t, size = m.get("median_s"), _size(m)
+    if isinstance(t, (int, float)) and t > 0 and size:
+        return size / t / 1e9, "throughput (10^9 elements/s)"
+    return None, None
+
+
+def _machine(report):
+    if not isinstance(report, dict):
+        return None
+    for key in MACHINE_KEYS:
+        if isinstance(report.get(key), dict):
+            return report[key]
+    return None
+
+
+def _flatten(d, prefix=""):
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and all(not isinstance(v, (dict, list)) for v in value.values()):
+            yield name, ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, dict):
+            yield from _flatten(value, name + ".")
+        elif isinstance(value, list):
+            yield name, ", ".join(str(v) for v in value) if value else "(none)"
+        else:
+            yield name, value
+
+
+def _cell(value):
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _machine_table(machine):
+    lines = ["| | |", "|---|---|"]
+    for key, value in _flatten(machine):
+        lines.append(f"| `{_cell(key)}` | {_cell(value)} |")
+    return "\n".join(lines)
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower() or "x"
+
+
+def _plot_report(report, stem, out):
+    """Figures of one report: one per (backend, dtype, threads), speed against size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = {}
+    for m in _measurements(report):
+        if m.get("skipped"):
+            continue
+        size = _size(m)
+        speed, label = _speed(m)
+        if size is None or speed is None:
+            continue
+        key = (str(m.get("backend", "?")), str(m.get("dtype", "?")), m.get("threads"), label)
+        series = groups.setdefault(key, {}).setdefault(
+            (str(m["implementation"]), str(m.get("kind", ""))), {}
+        )
+        series[size] = max(speed, series.get(size, 0.0))
+    figures = []
+    for (backend, dtype, threads, label), series_map in sorted(groups.items(), key=str):
+        if len(figures) >= MAX_FIGURES_PER_REPORT:
+            break
+        if max(len(s) for s in series_map.values()) < 2:
+            continue  # one size only: a plot would say nothing
+        fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+        for (impl, kind), points in sorted(series_map.items()):
+            sizes = sorted(points)
+            style = {"linestyle": "--"} if kind == "peer" else {"linestyle": ":", "color": "gray"} if kind == "yardstick" else {"linewidth": 2}
+            ax.plot(sizes, [points[s] for s in sizes], marker="o", markersize=3, label=impl, **style)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("elements per call")
+        ax.set_ylabel(label)
+        thread_text = f", {threads} threads" if threads is not None else ""
+        title = f"{backend}, {dtype}{thread_text}"
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, ncols=2)
+        name = f"perf_{_slug(stem)}_{_slug(backend)}_{_slug(dtype)}_{_slug(threads)}.png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        figures.append((title, name))
+    return figures
+
+
+def render(results_dir, out):
+    """The MyST text of the performance page's generated part; writes the figures."""
+    results_dir = pathlib.Path(results_dir)
+    files = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
+    if not files:
+        return (
+            "```{note}\nNo benchmark report was found in `benchmarks/results/` when these "
+            "docs were built, so there are no performance plots in this build. Run "
+            "`python -m softmaxlib bench --json benchmarks/results/<machine>.json` and "
+            "rebuild the docs.\n```\n"
+        )
+    parts = []
+    for path in files:
+        parts.append(f"## Report `{path.name}`\n")
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            parts.append(f"```{{warning}}\nThis report could not be read: {_cell(exc)}\n```\n")
+            continue
+        if isinstance(report, dict):
+            facts = [f"{k}: `{report[k]}`" for k in ("schema", "created", "date", "command") if isinstance(report.get(k), (str, int, float))]
+            if facts:
+                parts.append("; ".join(facts) + "\n")
+        machine = _machine(report)
+        if machine:
+            parts.append("**Machine**\n\n" + _machine_table(machine) + "\n")
+        else:
+            parts.append("*This report does not say which machine it ran on.*\n")
+        figures = _plot_report(report, path.stem, out)
+        if not figures:
+            parts.append("*This report holds no measurements over several sizes to plot.*\n")
+        for title, name in figures:
+            parts.append(f"```{{figure}} /generated/{name}\n:alt: {title}\n:width: 100%\n\n{title}\n```\n")
+    return "\n".join(parts)
+
+
+def write(out, results_dir):
+    out = pathlib.Path(out)
+    for old in out.glob("perf_*.png"):
+        old.unlink()
+    (out / "performance.md").write_text(render(results_dir, out), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = pathlib.Path(sys.argv[2] if len(sys.argv) > 2 else ".")
+    target.mkdir(parents=True, exist_ok=True)
+    write(target, sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")
+    print((target / "performance.md").read_text())
