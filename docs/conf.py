@@ -71,6 +71,9 @@ html_theme_options = {
     "navbar_end": ["theme-switcher"],
 }
 html_sidebars = {"index": [], "changelog": []}
+html_favicon = "_static/favicon.svg"
+# The theme's light/dark switch starts from the reader's system preference.
+html_context = {"default_mode": "auto"}
 
 
 def _generate(app):

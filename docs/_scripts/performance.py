@@ -25,7 +25,7 @@ def _measurements(node, context=None):
     """Every measurement-like dict below ``node``, with inherited section fields."""
     context = dict(context or {})
     if isinstance(node, dict):
-        for key in ("backend", "title", "name", "dtype", "threads"):
+        for key in ("backend", "title", "dtype", "threads"):
             value = node.get(key)
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 context.setdefault("section_" + key, value)
@@ -116,17 +116,20 @@ def _plot_report(report, stem, out):
         speed, label = _speed(m)
         if size is None or speed is None:
             continue
-        key = (str(m.get("backend", "?")), str(m.get("dtype", "?")), m.get("threads"), label)
+        # Peers run single-threaded are compared within our thread count's group.
+        threads = m.get("group_threads") if m.get("group_threads") is not None else m.get("threads")
+        section = str(m.get("title") or m.get("name") or "")
+        key = (section, str(m.get("backend", "?")), str(m.get("dtype", "?")), threads, label)
         series = groups.setdefault(key, {}).setdefault(
             (str(m["implementation"]), str(m.get("kind", ""))), {}
         )
         series[size] = max(speed, series.get(size, 0.0))
     figures = []
-    for (backend, dtype, threads, label), series_map in sorted(groups.items(), key=str):
+    for (section, backend, dtype, threads, label), series_map in sorted(groups.items(), key=str):
         if len(figures) >= MAX_FIGURES_PER_REPORT:
             break
-        if max(len(s) for s in series_map.values()) < 2:
-            continue  # one size only: a plot would say nothing
+        if sum(len(s) >= 3 for s in series_map.values()) < 2:
+            continue  # not a sweep over sizes (e.g. single acceptance cases): nothing to plot
         fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
         for (impl, kind), points in sorted(series_map.items()):
             sizes = sorted(points)
@@ -135,16 +138,48 @@ def _plot_report(report, stem, out):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("elements per call")
         ax.set_ylabel(label)
-        thread_text = f", {threads} threads" if threads is not None else ""
-        title = f"{backend}, {dtype}{thread_text}"
-        ax.set_title(title)
+        thread_text = "" if threads is None else f", {threads} thread" + ("s" if threads != 1 else "")
+        title = f"{section or backend}: {dtype}{thread_text}"
+        ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, ncols=2)
-        name = f"perf_{_slug(stem)}_{_slug(backend)}_{_slug(dtype)}_{_slug(threads)}.png"
+        name = f"perf_{_slug(stem)}_{len(figures)}_{_slug(backend)}_{_slug(dtype)}_{_slug(threads)}.png"
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
         figures.append((title, name))
     return figures
+
+
+def _bars(node):
+    """Every bar-like dict (a ``description``, a ``measured`` and a ``required`` value)."""
+    if isinstance(node, dict):
+        if "description" in node and "measured" in node and "required" in node:
+            yield node
+            return
+        for key, value in node.items():
+            if key not in MACHINE_KEYS:
+                yield from _bars(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _bars(item)
+
+
+def _number(value):
+    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else _cell(value)
+
+
+def _bars_table(report):
+    rows = list(_bars(report))
+    if not rows:
+        return ""
+    lines = ["| bar | measured | required | status |", "|---|---|---|---|"]
+    for bar in rows:
+        relation = ">=" if bar.get("at_least", True) else "<="
+        lines.append(
+            f"| {_cell(bar.get('description'))} | {_number(bar.get('measured'))} | "
+            f"{relation} {_number(bar.get('required'))} | {_cell(bar.get('status', ''))} |"
+        )
+    return "\n".join(lines)
 
 
 def render(results_dir, out):
@@ -167,15 +202,28 @@ def render(results_dir, out):
             parts.append(f"```{{warning}}\nThis report could not be read: {_cell(exc)}\n```\n")
             continue
         if isinstance(report, dict):
-            facts = [f"{k}: `{report[k]}`" for k in ("schema", "created", "date", "command") if isinstance(report.get(k), (str, int, float))]
+            facts = []
+            for key in ("schema", "started", "created", "date", "elapsed_s", "command"):
+                value = report.get(key)
+                if isinstance(value, float):
+                    value = f"{value:.1f}"
+                elif isinstance(value, list):
+                    value = " ".join(str(v) for v in value)
+                if isinstance(value, (str, int)) and value != "":
+                    facts.append(f"{key}: `{_cell(value)}`")
             if facts:
                 parts.append("; ".join(facts) + "\n")
+            if isinstance(report.get("traffic_model"), str):
+                parts.append(f"*{_cell(report['traffic_model'])}*\n")
         machine = _machine(report)
         if machine:
             parts.append("**Machine**\n\n" + _machine_table(machine) + "\n")
         else:
             parts.append("*This report does not say which machine it ran on.*\n")
         figures = _plot_report(report, path.stem, out)
+        bars = _bars_table(report)
+        if bars:
+            parts.append("**Acceptance bars measured in this report**\n\n" + bars + "\n")
         if not figures:
             parts.append("*This report holds no measurements over several sizes to plot.*\n")
         for title, name in figures:
