@@ -70,7 +70,7 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
     "navbar_end": ["theme-switcher"],
 }
-html_sidebars = {"index": [], "changelog": []}
+html_sidebars = {"**": []}  # the pages are flat: the top bar is the navigation
 html_favicon = "_static/favicon.svg"
 # The theme's light/dark switch starts from the reader's system preference.
 html_context = {"default_mode": "auto"}

@@ -21,11 +21,12 @@ import numpy as np
 import softmaxlib
 
 TINY = float(np.finfo(np.float32).tiny)
+FLOOR = 1e-10  # the plots' lowest error
 SEED = 20180402  # fixed: the plot is the same at every build on the same code
 
 LENGTHS = [2**k for k in range(4, 21, 2)]  # 16 .. 1,048,576
 SCALE_LENGTH = 4096
-SCALES = [10.0**k for k in range(-2, 37, 3)]  # standard deviation of the logits
+SCALES = [float(s) for s in np.logspace(-2, 37, 40)]  # standard deviation of the logits
 
 
 def _hand_written(x):
@@ -106,15 +107,16 @@ def measure():
 def _plot(ax, xs, series, ours, xlabel):
     for name, errors in series.items():
         errors = np.asarray(errors, dtype=float)
-        # Exact results (error 0) are drawn at the bottom of the axis, not dropped.
-        errors = np.where(errors == 0.0, 1e-9, errors)
+        # Errors below the floor (most often exactly 0) are drawn on it, not dropped.
+        errors = np.maximum(errors, FLOOR)
         style = {"linewidth": 2.0, "marker": "o"} if name in ours else {"linestyle": "--", "marker": "s", "alpha": 0.8}
         ax.plot(xs, errors, label=name, markersize=4, **style)
     ax.axhline(1e-6, color="black", linewidth=0.8, linestyle=":")
     ax.annotate("1e-6", xy=(xs[0], 1.15e-6), fontsize=8)
     ax.set_xscale("log", base=2 if xlabel.startswith("row") else 10)
     ax.set_yscale("log")
-    ax.set_ylim(5e-10, None)
+    ax.set_ylim(FLOOR / 2, None)
+    ax.annotate("≤ 1e-10 (or exact)", xy=(xs[-1], FLOOR * 1.3), fontsize=8, ha="right")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("max error per element (relative)")
     ax.grid(True, which="major", alpha=0.3)

@@ -51,12 +51,12 @@ def _fast_path(backend):
         module = importlib.import_module(backend.fast_path_module)
     except ImportError as exc:
         return f"`{backend.fast_path_module}` (cannot import: {exc})"
-    text = f"`{backend.fast_path_module}`"
+    text = f"native: `{backend.fast_path_module.rsplit('.', 1)[-1]}`"
     info = getattr(module, "info", None)
     if info is not None:
         details = info()
         if details.get("available"):
-            text += f" (active, ISA {details.get('isa', '?')})"
+            text += f", ISA `{details.get('isa', '?')}`"
         else:
             text += f" (not built here: {details.get('reason', 'unknown reason')})"
     return text
