@@ -91,7 +91,7 @@ def _cell(value):
 
 
 def _machine_table(machine):
-    lines = ["| | |", "|---|---|"]
+    lines = ["| field | value |", "|---|---|"]
     for key, value in _flatten(machine):
         lines.append(f"| `{_cell(key)}` | {_cell(value)} |")
     return "\n".join(lines)
