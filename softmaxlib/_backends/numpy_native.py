@@ -35,17 +35,25 @@ except ImportError:  # pragma: no cover - ml_dtypes is optional
     pass
 
 # Crossovers for algorithm="auto", measured by benchmarks/crossover.py (see
-# benchmarks/crossover.md). Softmax and log_softmax: below this many bytes of
-# input per call the data stays in cache and one exp per element
-# (three-pass-reload) is fastest; above it the two memory passes of two-pass
-# win. logsumexp: two-pass is a single read pass, always the fastest.
-AUTO_TWO_PASS_MIN_BYTES = 1 << 20
+# benchmarks/crossover.md). What decides is the size of one *row*: the kernels
+# finish a row before the next, so while a row (input and output) stays in the
+# L2 cache the later passes of three-pass-reload re-read it from cache and its
+# single exp per element wins; once a row spills, the memory passes dominate
+# and two-pass (two reads, one write, no max pass) wins. For logsumexp,
+# two-pass is a single read pass and is never slower.
+AUTO_SOFTMAX_TWO_PASS_MIN_ROW_BYTES = 512 << 10
+AUTO_LOG_SOFTMAX_TWO_PASS_MIN_ROW_BYTES = 64 << 10
 
 
-def _auto(op, x):
+def _auto(op, x, axes):
     if op == "logsumexp":
         return "two-pass"
-    return "two-pass" if x.nbytes >= AUTO_TWO_PASS_MIN_BYTES else "three-pass-reload"
+    row_bytes = x.itemsize
+    for a in axes:
+        row_bytes *= x.shape[a]
+    if op == "softmax":
+        return "two-pass" if row_bytes >= AUTO_SOFTMAX_TWO_PASS_MIN_ROW_BYTES else "three-pass-reload"
+    return "two-pass" if row_bytes >= AUTO_LOG_SOFTMAX_TWO_PASS_MIN_ROW_BYTES else "three-pass"
 
 
 def compute(op, x, axes, where, algorithm):
@@ -63,7 +71,7 @@ def compute(op, x, axes, where, algorithm):
     if code is None or x.size == 0:
         return NotImplemented
     if algorithm == "auto":
-        algorithm = _auto(op, x)
+        algorithm = _auto(op, x, axes)
     alg = _ALGORITHMS.get(algorithm)
     if alg is None or op not in _OPS:
         return NotImplemented

@@ -65,6 +65,7 @@ struct KernelTable {
   // test-only: the vector exp in plain and (p, n) form
   void (*exp_f32)(const float* x, std::size_t n, float* y);
   void (*exp_pn_f32)(const float* x, std::size_t n, float* p, float* e);
+  void (*exp_nonpositive_f32)(const float* x, std::size_t n, float* y);  // the kernels' exp (x <= 0)
   void (*exp_f64)(const double* x, std::size_t n, double* y);
 };
 

@@ -752,6 +752,9 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("_exp_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<float>(x, current_table()->exp_f32);
   });
+  m.def("_exp_nonpositive_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    return apply_exp<float>(x, current_table()->exp_nonpositive_f32);
+  });
   m.def("_exp_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<double>(x, current_table()->exp_f64);
   });

@@ -67,8 +67,10 @@ struct F32 {
   static M lt(V a, V b) { return a < b; }
   static V select(M m, V a, V b) { return m ? a : b; }
   static V pow2(V n) {
-    std::int32_t ni = std::int32_t(n);  // n is integer-valued in [-127, 127]
-    return bits_to_f32(std::uint32_t(ni + 127) << 23);
+    // As the SIMD units: n + 1.5*2^23 leaves n in the low bits (no float ->
+    // int conversion, so no undefined behaviour for a NaN or inf n).
+    std::uint32_t ni = f32_to_bits(n + 0x1.8p23f) - f32_to_bits(0x1.8p23f);
+    return bits_to_f32((ni + 127u) << 23);
   }
   static V scalef(V v, V) { return v; }
 };
@@ -91,8 +93,11 @@ struct F64 {
   static M lt(V a, V b) { return a < b; }
   static V select(M m, V a, V b) { return m ? a : b; }
   static V pow2(V n) {
-    std::int64_t ni = std::int64_t(n);
-    std::uint64_t u = std::uint64_t(ni + 1023) << 52;
+    double z = n + 0x1.8p52, magic = 0x1.8p52;
+    std::uint64_t zb, mb;
+    std::memcpy(&zb, &z, 8);
+    std::memcpy(&mb, &magic, 8);
+    std::uint64_t u = (zb - mb + 1023u) << 52;
     double d; std::memcpy(&d, &u, 8); return d;
   }
   static V scalef(V v, V) { return v; }

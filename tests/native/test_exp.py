@@ -19,45 +19,47 @@ HI = np.float32(88.72283)    # exp(HI) <= largest float32
 
 
 def _ulp_errors(x):
-    """Max ulp distance to the correctly rounded result: plain, and (p, n) form."""
+    """Max ulp distance to the correctly rounded result: plain exp, (p, n) form,
+    and the kernels' exp for x <= 0."""
     exact = np.exp(x.astype(np.float64))
     keep = (exact >= F32.tiny) & (exact <= F32.max)
     x, exact = x[keep], exact[keep]
     if x.size == 0:
-        return 0, 0
+        return 0, 0, 0
     rounded = exact.astype(np.float32)
     ulp = np.spacing(rounded).astype(np.float64)
     plain = np.abs(K._exp_f32(x).astype(np.float64) - rounded) / ulp
     p, n = K._exp_pn_f32(x)
     pn = np.ldexp(p.astype(np.float64), n.astype(np.int64))  # exact: a float32 times 2^n
     pn = np.abs(pn - rounded) / ulp
-    return plain.max(), pn.max()
+    neg = x <= 0
+    nonpos = np.abs(K._exp_nonpositive_f32(x[neg]).astype(np.float64) - rounded[neg]) / ulp[neg]
+    return plain.max(), pn.max(), nonpos.max() if nonpos.size else 0
 
 
 def _sweep(step):
     """All (step=1) or every step-th float32 with a normal exp, in blocks."""
     pos_end = int(HI.view(np.uint32)) + 1
     neg_end = int(np.float32(LO).view(np.uint32)) + 1
-    worst_plain = worst_pn = 0.0
+    worst = np.zeros(3)
     for start_bits, end_bits in ((0, pos_end), (0x80000000, neg_end)):
         for lo in range(start_bits, end_bits, 1 << 24):
             hi = min(lo + (1 << 24), end_bits)
             x = np.arange(lo, hi, step, dtype=np.uint32).view(np.float32)
-            a, b = _ulp_errors(x)
-            worst_plain, worst_pn = max(worst_plain, a), max(worst_pn, b)
-    return worst_plain, worst_pn
+            worst = np.maximum(worst, _ulp_errors(x))
+    return worst
 
 
 def test_exp_sampled(isa):
-    plain, pn = _sweep(step=997)
-    assert plain <= 1 and pn <= 1, (plain, pn)
+    worst = _sweep(step=997)
+    assert np.all(worst <= 1), worst
 
 
 @pytest.mark.slow
 def test_exp_exhaustive(isa):
-    plain, pn = _sweep(step=1)
-    print(f"\n{isa}: max ulp vs correctly rounded: plain {plain}, (p, n) {pn}")
-    assert plain <= 1 and pn <= 1, (plain, pn)
+    plain, pn, nonpos = _sweep(step=1)
+    print(f"\n{isa}: max ulp vs correctly rounded: plain {plain}, (p, n) {pn}, x <= 0 form {nonpos}")
+    assert plain <= 1 and pn <= 1 and nonpos <= 1, (plain, pn, nonpos)
 
 
 def test_exp_edges(isa):
@@ -72,6 +74,14 @@ def test_exp_edges(isa):
     exact = np.exp(x[9:].astype(np.float64))
     assert np.all(np.abs(y[9:] - exact) <= F32.tiny)
     assert np.all(y[9:] >= 0)
+
+
+def test_exp_nonpositive_underflow(isa):
+    x = np.array([-87.0, -87.4, -88.0, -100.0, -104.0, -1e30, -np.inf, np.nan, 0.0, -0.0], dtype=np.float32)
+    y = K._exp_nonpositive_f32(x)
+    exact = np.exp(x.astype(np.float64))
+    assert np.all(np.abs(y[:7] - exact[:7]) <= F32.tiny) and np.all(y[:7] >= 0)
+    assert np.isnan(y[7]) and y[8] == 1 and y[9] == 1
 
 
 def test_exp_f64(isa):
