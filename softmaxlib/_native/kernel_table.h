@@ -16,9 +16,10 @@ struct f16_t { std::uint16_t bits; };
 struct bf16_t { std::uint16_t bits; };
 
 // Accumulator of the two-pass (exponent tracking) sum of one piece:
-// sum = v * 2^e, plus the piece's max (to detect rows beyond the range
-// reduction's exact range, and +inf / -inf rows).
-template <class S> struct ExtExpAcc { S v; S e; S max; };
+// sum = v * 2^e. e (the largest round(x log2 e)) doubles as the detector of
+// rows beyond the range reduction's exact range and of +-inf rows, so pass 1
+// needs no separate max.
+template <class S> struct ExtExpAcc { S v; S e; };
 // Accumulator of the online (running max) sum of one piece.
 template <class S> struct OnlineAcc { S m; S d; };
 
@@ -42,7 +43,7 @@ template <class T, class S> struct Kernels {
   void (*vlogsoftmaxminusmax)(const T* x, std::size_t n, S m, S logd, T* y);
   // online (m, d) of the piece, starting from (lowest finite, 0)
   OnlineAcc<S> (*ronlineexp)(const T* x, std::size_t n);
-  // (v, e, max) with sum exp(x) = v * 2^e, entries clamped below at -2*T_big
+  // (v, e) with sum exp(x) = v * 2^e, entries clamped below at -2*T_big
   ExtExpAcc<S> (*raddextexp)(const T* x, std::size_t n);
   // y = exp(x) / (v * 2^e) given inv_v = 1/v
   void (*vscaleextexp)(const T* x, std::size_t n, S inv_v, S e, T* y);

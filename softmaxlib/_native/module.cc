@@ -275,13 +275,14 @@ inline double merge_sum(const double* a, std::size_t n) {
   return merge_sum(a, h) + merge_sum(a + h, n - h);
 }
 
-struct ExtAccD { double v, e, max; };
+struct ExtAccD { double v, e; };
 inline ExtAccD merge_ext(const ExtAccD& a, const ExtAccD& b) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (a.v != a.v || b.v != b.v || a.e != a.e || b.e != b.e) return {nan, nan};
   double M = std::max(a.e, b.e);
-  double mx = (a.max != a.max || b.max != b.max) ? std::numeric_limits<double>::quiet_NaN() : std::max(a.max, b.max);
-  if (a.v != a.v || b.v != b.v) return {std::numeric_limits<double>::quiet_NaN(), M, mx};
+  if (!std::isfinite(M)) return {nan, M};
   auto scaled = [M](const ExtAccD& x) { return std::ldexp(x.v, int(std::max(-4000.0, x.e - M))); };
-  return {scaled(a) + scaled(b), M, mx};
+  return {scaled(a) + scaled(b), M};
 }
 ExtAccD merge_ext_tree(const ExtAccD* a, std::size_t n) {
   if (n == 1) return a[0];
@@ -435,17 +436,20 @@ struct RowSolver {
 
   void two_pass(const T* x, std::size_t n, T* y, T* lse, const ChunkRunner& run) const {
     std::size_t nc = nchunks(n);
-    exts->assign(nc, ExtAccD{0, 0, 0});
+    exts->assign(nc, ExtAccD{0, 0});
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
       auto a = k.raddextexp(x + lo, len);
-      (*exts)[c] = ExtAccD{double(a.v), double(a.e), double(a.max)};
+      (*exts)[c] = ExtAccD{double(a.v), double(a.e)};
     });
     ExtAccD acc = merge_ext_tree(exts->data(), nc);
-    if (!std::isfinite(acc.max)) return special(x, n, y, lse);
+    // e = round(max x * log2 e) (entries clamped at -2L). A row whose max is
+    // beyond +-L (minus a margin), and every row with +-inf or NaN (e or v not
+    // finite, or all entries clamped), takes the max-based path: exact there
+    // (Sterbenz), and it sends the contract's special rows to special().
     const double limit = std::is_same_v<S, float> ? double(kExtExpLimitF32) : kExtExpLimitF64;
-    if (std::fabs(acc.max) >= limit) {
-      // Beyond the exact range of the range reduction: max-based, exact here.
+    const double log2e = 0x1.71547652b82fep0;
+    if (!(std::fabs(acc.e) < limit * log2e - 2) || !std::isfinite(acc.v)) {
       return three_pass(x, n, y, lse, /*reload=*/true, run);
     }
     const double ln2 = 0x1.62e42fefa39efp-1;
@@ -645,6 +649,8 @@ void compute(int op, int alg, int dtype, const py::array& x, const std::vector<i
   if (op < 0 || op > 2 || alg < 0 || alg > 3 || dtype < 0 || dtype > 3) throw std::invalid_argument("bad op/alg/dtype code");
   const std::size_t nd = std::size_t(x.ndim());
   const std::ptrdiff_t item = x.itemsize();
+  static const std::ptrdiff_t kItemSize[] = {4, 8, 2, 2};
+  if (item != kItemSize[dtype]) throw std::invalid_argument("x's itemsize does not match the dtype code");
   std::vector<bool> reduced(nd, false);
   for (int a : axes) {
     if (a < 0 || std::size_t(a) >= nd) throw std::invalid_argument("axis out of range");
@@ -680,6 +686,11 @@ void compute(int op, int alg, int dtype, const py::array& x, const std::vector<i
     (reduced[i] ? n : rows) *= std::size_t(shape[i]);
   }
   if (rows == 0 || n == 0) return;
+  // The output must be the fresh C-contiguous array the Python side made.
+  const std::size_t expect = op == kLogSumExp ? rows : rows * n;
+  if (y.itemsize() != item || std::size_t(y.size()) != expect || !(y.flags() & py::array::c_style) ||
+      !y.writeable())
+    throw std::invalid_argument("y must be a writable C-contiguous array of x's dtype and the result's size");
   Problem P{Op(op), Alg(alg), static_cast<const char*>(x.data()), static_cast<char*>(y.mutable_data()), wptr,
             collapse(batch), collapse(red), rows, n, 0, false};
   // A row goes straight to the kernels when its reduced part is one

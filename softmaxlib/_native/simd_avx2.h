@@ -46,11 +46,11 @@ struct F32 {
   static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
   // 2^n for integer-valued n in [-127, 127] (n = -127 gives +0).
   static V pow2(V n) {
-    // n + 1.5*2^23 puts n in the low mantissa bits; the subtraction of the
-    // magic's own pattern leaves n as an int32 (exact, no rounding involved).
-    const V magic = set1(0x1.8p23f);
-    __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(add(n, magic)), _mm256_castps_si256(magic));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+    // XNNPACK's trick: n + (1.5*2^23 + 127) holds n + 127 in its low mantissa
+    // bits (exact: n is an integer); shifting left by 23 moves them into the
+    // exponent field and shifts the magic's own bits out.
+    const V magic_bias = set1(0x1.8000FEp23f);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(add(n, magic_bias)), 23));
   }
   static V scalef(V v, V) { return v; }  // unused: has_scalef is false
 };
@@ -73,9 +73,8 @@ struct F64 {
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
   // 2^n for integer-valued n in [-1023, 1023] (n = -1023 gives +0).
   static V pow2(V n) {
-    const V magic = set1(0x1.8p52);
-    __m256i ni = _mm256_sub_epi64(_mm256_castpd_si256(add(n, magic)), _mm256_castpd_si256(magic));
-    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52));
+    const V magic_bias = set1(0x1.80000000003FFp52);  // 1.5*2^52 + 1023, as for float
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(add(n, magic_bias)), 52));
   }
   static V scalef(V v, V) { return v; }
 };
