@@ -120,7 +120,8 @@ def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, algorithm="auto", xp
     -------
     lse : array
         Same namespace, device and floating dtype as ``x``, with ``axis`` removed
-        (or kept with length 1 if ``keepdims``).
+        (or kept with length 1 if ``keepdims``).  A full reduction gives a 0-d
+        array, as the Array API standard says (SciPy returns a NumPy scalar).
 
     Notes
     -----
@@ -132,9 +133,9 @@ def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, algorithm="auto", xp
     >>> import numpy as np
     >>> import softmaxlib
     >>> softmaxlib.logsumexp(np.array([1.0, 2.0, 3.0]))
-    np.float64(3.40760596444438)
+    array(3.40760596)
     >>> softmaxlib.logsumexp(np.array([[1000.0, 1000.0], [-1000.0, -1000.0]]), axis=1)
-    array([ 1000.69314718, -999.30685282])
+    array([1000.69314718, -999.30685282])
     >>> softmaxlib.logsumexp(np.zeros((2, 3)), axis=None, keepdims=True)
     array([[1.79175947]])
     """

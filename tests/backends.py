@@ -32,6 +32,18 @@ class BackendCase:
     negative_strides: bool = True
     #: -> None, or why the installed backend cannot run here (no GPU, say).
     unavailable: object = lambda: None
+    #: Compile the call first (JAX: jax.jit), as a user's model would run it.
+    jit: bool = False
+
+    def call(self, function, x, **kwargs):
+        """``function(x, **kwargs)`` the way this path runs it."""
+        if self.jit:
+            import functools
+
+            import jax
+
+            return jax.jit(functools.partial(function, **kwargs))(x)
+        return function(x, **kwargs)
 
     def missing(self):
         """Why this case cannot run here, or None."""
@@ -133,7 +145,7 @@ CASES = [
         negative_strides=False,
     ),
     BackendCase("torch", ("torch",), ALL_DTYPES, _torch_from, _torch_to, negative_strides=False),
-    BackendCase("jax", ("jax",), ALL_DTYPES, _jax_from, _to_float64, context=_jax_x64),
+    BackendCase("jax-jit", ("jax",), ALL_DTYPES, _jax_from, _to_float64, context=_jax_x64, jit=True),
     BackendCase("dask", ("dask",), ("float16", "float32", "float64", "int"), _dask_from, _dask_to),
     BackendCase(
         "cupy",

@@ -105,9 +105,7 @@ def test_every_page_has_examples_or_is_prose():
 # (not edited here): logsumexp of a 1-D array returns a 0-d array, not the NumPy
 # scalar the example shows, and NumPy 2 prints the next example without the
 # leading space.  strict: the marker fails as soon as the example is fixed.
-KNOWN_BAD_DOCSTRINGS = {
-    "logsumexp": "logsumexp docstring: 0-d array vs np.float64 repr, and array spacing (reported)",
-}
+KNOWN_BAD_DOCSTRINGS = {}
 
 
 def _docstring_tests():
