@@ -36,24 +36,26 @@ except ImportError:  # pragma: no cover - ml_dtypes is optional
 
 # Crossovers for algorithm="auto", measured by benchmarks/crossover.py (see
 # benchmarks/crossover.md). What decides is the size of one *row*: the kernels
-# finish a row before the next, so while a row (input and output) stays in the
-# L2 cache the later passes of three-pass-reload re-read it from cache and its
-# single exp per element wins; once a row spills, the memory passes dominate
-# and two-pass (two reads, one write, no max pass) wins. For logsumexp,
-# two-pass is a single read pass and is never slower.
-AUTO_SOFTMAX_TWO_PASS_MIN_ROW_BYTES = 512 << 10
-AUTO_LOG_SOFTMAX_TWO_PASS_MIN_ROW_BYTES = 64 << 10
+# finish a row before the next, so while a row stays in cache the later passes
+# of the max-based algorithms re-read it from cache and their single exp per
+# element wins (three-pass-reload for softmax; three-pass for log_softmax and
+# logsumexp, which store nothing); once a row spills out of the caches, the
+# memory passes dominate and two-pass (two reads and one write, or a single
+# read for logsumexp) wins. float64 logsumexp: two-pass's one read pass wins
+# from small rows on.
+AUTO_TWO_PASS_MIN_ROW_BYTES = 16 << 20
+AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP = 32 << 10
+_AUTO_IN_CACHE = {"softmax": "three-pass-reload", "log_softmax": "three-pass", "logsumexp": "three-pass"}
 
 
 def _auto(op, x, axes):
-    if op == "logsumexp":
-        return "two-pass"
     row_bytes = x.itemsize
     for a in axes:
         row_bytes *= x.shape[a]
-    if op == "softmax":
-        return "two-pass" if row_bytes >= AUTO_SOFTMAX_TWO_PASS_MIN_ROW_BYTES else "three-pass-reload"
-    return "two-pass" if row_bytes >= AUTO_LOG_SOFTMAX_TWO_PASS_MIN_ROW_BYTES else "three-pass"
+    limit = AUTO_TWO_PASS_MIN_ROW_BYTES
+    if op == "logsumexp" and x.dtype == np.float64:
+        limit = AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP
+    return "two-pass" if row_bytes >= limit else _AUTO_IN_CACHE[op]
 
 
 def compute(op, x, axes, where, algorithm):
