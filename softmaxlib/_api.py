@@ -149,7 +149,10 @@ del _function
 
 def _compute(op, x, axis, where, algorithm, xp, keepdims=False):
     """Check the arguments, run the fast path of ``x``'s namespace or the reference."""
-    xp, x = _namespace_and_array(x, xp)
+    if xp is None and type(x) is np.ndarray:
+        xp = _NUMPY  # the common case, without array_namespace's generic search
+    else:
+        xp, x = _namespace_and_array(x, xp)
     x = _as_floating(xp, x)
     if algorithm not in ALGORITHMS:
         msg = f"unknown algorithm {algorithm!r}; valid names are {', '.join(map(repr, ALGORITHMS))}"
@@ -171,11 +174,14 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False):
         with _quiet_numpy(xp):
             result = _reference.compute(xp, op, x, axes, where, algorithm)
 
-    if op != "logsumexp":
-        return xp.reshape(result, shape) if not shape else result
-    if keepdims and shape:
+    if not shape:
+        return xp.reshape(result, ())
+    if op == "logsumexp" and keepdims:
         result = xp.reshape(result, tuple(1 if a in axes else s for a, s in enumerate(shape)))
     return result
+
+
+_NUMPY = array_api_compat.array_namespace(np.empty(0))
 
 
 def _namespace_and_array(x, xp):
@@ -185,7 +191,7 @@ def _namespace_and_array(x, xp):
             xp = array_api_compat.array_namespace(x)
         else:
             x = np.asarray(x)
-            xp = array_api_compat.array_namespace(x)
+            xp = _NUMPY
     elif not array_api_compat.is_array_api_obj(x):
         x = xp.asarray(x)
     return xp, x
@@ -193,34 +199,55 @@ def _namespace_and_array(x, xp):
 
 def _as_floating(xp, x):
     """Promote integers and booleans; refuse complex and non-numeric dtypes."""
-    dtype = x.dtype
-    if _reference._is_half(dtype):
-        return x
     try:
-        if xp.isdtype(dtype, "real floating"):
-            return x
-        if xp.isdtype(dtype, ("integral", "bool")):
-            default = xp.__array_namespace_info__().default_dtypes(device=array_api_compat.device(x))
-            return xp.astype(x, default["real floating"])
-        complex_input = xp.isdtype(dtype, "complex floating")
-    except (TypeError, ValueError):  # a dtype the namespace itself does not classify
-        complex_input = False
-    if complex_input:
+        kind = _DTYPE_KINDS[(xp, x.dtype)]
+    except KeyError:
+        kind = _DTYPE_KINDS[(xp, x.dtype)] = _dtype_kind(xp, x.dtype)
+    except TypeError:  # an unhashable dtype: classify it every time
+        kind = _dtype_kind(xp, x.dtype)
+    if kind == "floating":
+        return x
+    if kind == "promote":
+        default = xp.__array_namespace_info__().default_dtypes(device=array_api_compat.device(x))
+        return xp.astype(x, default["real floating"])
+    if kind == "complex":
         msg = (
-            f"softmaxlib needs real input, got dtype {dtype}; take the real part or the "
+            f"softmaxlib needs real input, got dtype {x.dtype}; take the real part or the "
             "magnitude first (for example softmax(abs(x)))"
         )
     else:
         msg = (
-            f"unsupported dtype {dtype}: softmaxlib computes on real floating dtypes "
+            f"unsupported dtype {x.dtype}: softmaxlib computes on real floating dtypes "
             "(float16, bfloat16, float32, float64) and promotes integers and booleans; "
             "convert the input with astype first"
         )
     raise TypeError(msg)
 
 
+# (namespace, dtype) -> "floating", "promote", "complex" or "unsupported"; a handful
+# of entries, looked up on every call instead of asking the namespace.
+_DTYPE_KINDS = {}
+
+
+def _dtype_kind(xp, dtype):
+    if _reference._is_half(dtype):
+        return "floating"
+    try:
+        if xp.isdtype(dtype, "real floating"):
+            return "floating"
+        if xp.isdtype(dtype, ("integral", "bool")):
+            return "promote"
+        if xp.isdtype(dtype, "complex floating"):
+            return "complex"
+    except (TypeError, ValueError):  # a dtype the namespace itself does not classify
+        pass
+    return "unsupported"
+
+
 def _normalize_axes(axis, ndim):
     """``axis`` (int, tuple of int or None) as a sorted tuple of non-negative axes."""
+    if type(axis) is int and -ndim <= axis < ndim:
+        return (axis % ndim,)  # the common case
     if axis is None:
         return tuple(range(ndim))
     axes = axis if isinstance(axis, tuple) else (axis,)

@@ -13,6 +13,7 @@ may return ``NotImplemented`` for a case it leaves to the reference.
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import importlib
 
 import array_api_compat
@@ -93,6 +94,11 @@ def fast_path(xp):
     """The fast-path module for namespace ``xp``, or None to run the reference."""
     if _disabled.get():
         return None
+    return _fast_path_module(xp)
+
+
+@functools.cache
+def _fast_path_module(xp):
     backend = backend_for(xp)
     if backend is None or backend.fast_path_module is None:
         return None

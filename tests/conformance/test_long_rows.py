@@ -34,5 +34,5 @@ def test_long_rows(backend, dtype_name, algorithm):
     values = _long_rows(dtype, np.random.default_rng(7)).astype(dtype)
     x = backend.from_numpy(values)
     for op, function in OPS.items():
-        y = backend.call(function, x, algorithm=algorithm)
+        y = backend.call(function, x, compiled=True, algorithm=algorithm)
         check(op, backend.to_numpy(y), values.astype(np.float64), (1,), None, dtype_name)
