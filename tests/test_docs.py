@@ -147,7 +147,7 @@ def test_capability_table_changes_with_the_registry(monkeypatch):
     import capabilities
     from softmaxlib import _backends
 
-    extra = _backends.Backend("mylib", lambda xp: False, None, ("float32",), "reference; jit")
+    extra = _backends.Backend("mylib", lambda xp: False, None, ("float32",), transformations=("jit",))
     monkeypatch.setattr(_backends, "BACKENDS", (*_backends.BACKENDS, extra))
     row = next(r for r in capabilities.capability_rows() if r["backend"] == "mylib")
     assert row["jit"] and not row["vmap"] and row["fast path"] == "generic reference"

@@ -5,41 +5,29 @@ Run at every docs build (from ``conf.py``); writes ``capabilities.md`` and
 written by hand: a backend added to the registry, a dtype dropped or a fast path
 switched on shows up in the table at the next build.
 
-The registry stores ``features`` as free text, so the jit / vmap / grad / threads
-columns are read from the words of that text (``grad`` also matches ``autograd``);
-the text itself is shown in the last column so that a reader can check the reading.
 """
 
 import importlib
 import importlib.metadata
-import re
 
 from softmaxlib import _backends
 
-DISTRIBUTIONS = {
-    "numpy": "numpy",
-    "jax": "jax",
-    "cupy": "cupy",
-    "torch": "torch",
-    "dask": "dask",
-    "array-api-strict": "array-api-strict",
-}
-
+# Column -> does the backend have it?  Read from the registry's structured fields.
 FEATURE_COLUMNS = {
-    "jit": r"\bjit\b",
-    "vmap": r"\bvmap\b",
-    "grad": r"\b(auto)?grad\b",
-    "threads": r"\bthreads?\b",
+    "jit": lambda b: "jit" in b.transformations,
+    "vmap": lambda b: "vmap" in b.transformations,
+    "grad": lambda b: "grad" in b.transformations or "autograd" in b.transformations,
+    "threads": lambda b: b.threads is not None,
+    "lazy": lambda b: b.lazy,
 }
 
 YES = "✓"
 NO = "—"
 
 
-def _installed(name):
-    dist = DISTRIBUTIONS.get(name, name)
+def _installed(backend):
     try:
-        return importlib.metadata.version(dist)
+        return importlib.metadata.version(backend.distribution or backend.name)
     except importlib.metadata.PackageNotFoundError:
         return None
 
@@ -70,16 +58,16 @@ def capability_rows():
     """One dict per registry entry: what the table shows."""
     rows = []
     for backend in _backends.BACKENDS:
-        notes = backend.features
+        notes = "; ".join(n for n in (backend.threads, backend.notes) if n)
         row = {
             "backend": backend.name,
-            "installed": _installed(backend.name),
+            "installed": _installed(backend),
             "fast path": _fast_path(backend),
             "dtypes": ", ".join(backend.dtypes),
             "notes": notes,
         }
-        for column, pattern in FEATURE_COLUMNS.items():
-            row[column] = bool(re.search(pattern, notes, flags=re.IGNORECASE))
+        for column, has in FEATURE_COLUMNS.items():
+            row[column] = has(backend)
         rows.append(row)
     return rows
 

@@ -30,8 +30,16 @@ class Backend:
     fast_path_module: str | None
     #: The floating dtypes softmaxlib computes on it (others are promoted or refused).
     dtypes: tuple
-    #: Human-readable notes on what works there (threads, transformations).
-    features: str
+    #: The library's transformations that softmaxlib's functions work under.
+    transformations: tuple = ()
+    #: How the work is spread over cores, or None for the library's own doing.
+    threads: str | None = None
+    #: Does the result stay lazy until the user computes it?
+    lazy: bool = False
+    #: Its distribution's name on PyPI (for the installed version).
+    distribution: str = ""
+    #: Anything else a user should know, in words.
+    notes: str = ""
 
 
 BACKENDS = (
@@ -40,42 +48,50 @@ BACKENDS = (
         array_api_compat.is_numpy_namespace,
         "softmaxlib._backends.numpy_native",
         ("float16", "bfloat16", "float32", "float64"),
-        "native SIMD kernels (AVX-512F / AVX2+FMA / baseline), threads, GIL released",
+        threads="softmaxlib's pool (set_num_threads, SOFTMAXLIB_NUM_THREADS), GIL released",
+        distribution="numpy",
+        notes="native SIMD kernels, AVX-512F / AVX2+FMA / baseline picked at run time; "
+        "bfloat16 through ml_dtypes",
     ),
     Backend(
         "jax",
         array_api_compat.is_jax_namespace,
         None,
         ("float16", "bfloat16", "float32", "float64"),
-        "reference; jit, vmap, grad",
+        transformations=("jit", "vmap", "grad"),
+        distribution="jax",
+        notes="float64 needs jax_enable_x64",
     ),
     Backend(
         "cupy",
         array_api_compat.is_cupy_namespace,
         None,
         ("float16", "float32", "float64"),
-        "reference",
+        distribution="cupy",
     ),
     Backend(
         "torch",
         array_api_compat.is_torch_namespace,
         None,
         ("float16", "bfloat16", "float32", "float64"),
-        "reference; autograd",
+        transformations=("autograd",),
+        distribution="torch",
     ),
     Backend(
         "dask",
         array_api_compat.is_dask_namespace,
         None,
         ("float16", "float32", "float64"),
-        "reference, lazy",
+        lazy=True,
+        distribution="dask",
     ),
     Backend(
         "array-api-strict",
         array_api_compat.is_array_api_strict_namespace,
         None,
         ("float32", "float64"),
-        "reference",
+        distribution="array-api-strict",
+        notes="the Array API standard's own test namespace",
     ),
 )
 
