@@ -52,6 +52,8 @@ struct F32 {
     const V magic_bias = set1(0x1.8000FEp23f);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(add(n, magic_bias)), 23));
   }
+  // The low mantissa bits of z moved into the exponent field (see pow2_from_biased).
+  static V shl_to_exponent(V z) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(z), 23)); }
   static V scalef(V v, V) { return v; }  // unused: has_scalef is false
 };
 
@@ -76,5 +78,7 @@ struct F64 {
     const V magic_bias = set1(0x1.80000000003FFp52);  // 1.5*2^52 + 1023, as for float
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(add(n, magic_bias)), 52));
   }
+  // The low mantissa bits of z moved into the exponent field (see pow2_from_biased).
+  static V shl_to_exponent(V z) { return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(z), 52)); }
   static V scalef(V v, V) { return v; }
 };

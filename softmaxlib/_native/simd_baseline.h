@@ -72,6 +72,8 @@ struct F32 {
     std::uint32_t ni = f32_to_bits(n + 0x1.8p23f) - f32_to_bits(0x1.8p23f);
     return bits_to_f32((ni + 127u) << 23);
   }
+  // The low mantissa bits of z moved into the exponent field (see pow2_from_biased).
+  static V shl_to_exponent(V z) { return bits_to_f32(f32_to_bits(z) << 23); }
   static V scalef(V v, V) { return v; }
 };
 
@@ -98,6 +100,11 @@ struct F64 {
     std::memcpy(&zb, &z, 8);
     std::memcpy(&mb, &magic, 8);
     std::uint64_t u = (zb - mb + 1023u) << 52;
+    double d; std::memcpy(&d, &u, 8); return d;
+  }
+  // The low mantissa bits of z moved into the exponent field (see pow2_from_biased).
+  static V shl_to_exponent(V z) {
+    std::uint64_t u; std::memcpy(&u, &z, 8); u <<= 52;
     double d; std::memcpy(&d, &u, 8); return d;
   }
   static V scalef(V v, V) { return v; }
