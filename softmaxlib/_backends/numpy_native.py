@@ -86,7 +86,10 @@ def compute(op, x, axes, where, algorithm):
     else:
         shape = x.shape
     y = np.empty(shape, dtype=x.dtype)
-    _kernels.compute(_OPS[op], alg, code, x, list(axes), y, where)
+    mask = 0
+    for a in axes:
+        mask |= 1 << a
+    _kernels.compute(_OPS[op], alg, code, x, mask, y, where)
     return y
 
 

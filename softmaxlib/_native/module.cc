@@ -644,18 +644,18 @@ std::vector<std::ptrdiff_t> c_strides(const std::vector<std::ptrdiff_t>& shape, 
 }
 
 // dtype codes (chosen by the Python side): 0 float32, 1 float64, 2 float16, 3 bfloat16
-void compute(int op, int alg, int dtype, const py::array& x, const std::vector<int>& axes, py::array& y,
+// axes: bit a set when axis a is reduced (NumPy arrays have at most 64 dims);
+// an int is cheaper to pass than a list, which matters for tiny arrays.
+void compute(int op, int alg, int dtype, const py::array& x, std::uint64_t axes, py::array& y,
              const py::object& where) {
   if (op < 0 || op > 2 || alg < 0 || alg > 3 || dtype < 0 || dtype > 3) throw std::invalid_argument("bad op/alg/dtype code");
   const std::size_t nd = std::size_t(x.ndim());
   const std::ptrdiff_t item = x.itemsize();
   static const std::ptrdiff_t kItemSize[] = {4, 8, 2, 2};
   if (item != kItemSize[dtype]) throw std::invalid_argument("x's itemsize does not match the dtype code");
+  if (nd > 64 || (nd < 64 && (axes >> nd) != 0) || axes == 0) throw std::invalid_argument("axes out of range");
   std::vector<bool> reduced(nd, false);
-  for (int a : axes) {
-    if (a < 0 || std::size_t(a) >= nd) throw std::invalid_argument("axis out of range");
-    reduced[a] = true;
-  }
+  for (std::size_t a = 0; a < nd; ++a) reduced[a] = (axes >> a) & 1u;
   std::vector<std::ptrdiff_t> shape(nd);
   for (std::size_t i = 0; i < nd; ++i) shape[i] = x.shape(i);
   // y strides: the full C-order array, or the output with axes removed.
@@ -728,7 +728,7 @@ PYBIND11_MODULE(_kernels, m) {
   m.doc() = "softmaxlib native CPU kernels (internal; use softmaxlib._backends.numpy_native)";
   m.def("compute", &compute, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"), py::arg("axes"),
         py::arg("y"), py::arg("where"),
-        "Fill y with op(x) over axes. Codes: op 0 softmax, 1 log_softmax, 2 logsumexp; alg 0 three-pass, "
+        "Fill y with op(x) over the axes whose bits are set in `axes`. Codes: op 0 softmax, 1 log_softmax, 2 logsumexp; alg 0 three-pass, "
         "1 three-pass-reload, 2 online, 3 two-pass; dtype 0 f32, 1 f64, 2 f16, 3 bf16.");
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw std::invalid_argument("number of threads must be >= 1");

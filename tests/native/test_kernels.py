@@ -181,3 +181,26 @@ def test_info():
     assert info["isa"] in info["isas_supported"]
     assert "baseline" in info["isas_compiled"]
     assert "raddextexp" in info["kernels"] and info["threads"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expect"),
+    [({"SOFTMAXLIB_ISA": "baseline"}, ("isa", "baseline")), ({"SOFTMAXLIB_NUM_THREADS": "3"}, ("threads", 3))],
+)
+def test_environment_variables(env, expect):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = "import json; from softmaxlib._backends import numpy_native as n; print(json.dumps(n.info()))"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+                         text=True, check=True)
+    info = json.loads(out.stdout)
+    assert info[expect[0]] == expect[1]
+
+
+def test_forced_isa_rejects_unknown():
+    with pytest.raises(ValueError, match="unknown ISA"):
+        with numpy_native.forced_isa("sse9"):
+            pass
