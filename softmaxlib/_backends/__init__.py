@@ -65,7 +65,7 @@ BACKENDS = (
     Backend(
         "cupy",
         array_api_compat.is_cupy_namespace,
-        None,
+        "softmaxlib._backends.cupy_cuda",
         ("float16", "float32", "float64"),
         distribution="cupy",
     ),
