@@ -25,6 +25,14 @@ cp -r "$repo/softmaxlib" "$repo/tests" "$repo/pyproject.toml" "$work/tree/"
 rm -f "$work/tree"/softmaxlib/_kernels*.so
 cp "$work"/build/softmaxlib/_native/_kernels*.so "$work/tree/softmaxlib/"
 
+# An editable install of softmaxlib (scikit-build-core) puts an import hook
+# ahead of PYTHONPATH; drop it in this tree's sitecustomize so the copy here
+# (with the sanitized extension) is what the tests import.
+cat > "$work/tree/sitecustomize.py" <<'PY'
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("_editable")]
+PY
+
 libasan="$(${CXX:-g++} -print-file-name=libasan.so)"
 libubsan="$(${CXX:-g++} -print-file-name=libubsan.so)"
 cd "$work/tree"
