@@ -67,7 +67,10 @@ BACKENDS = (
         array_api_compat.is_cupy_namespace,
         "softmaxlib._backends.cupy_cuda",
         ("float16", "float32", "float64"),
+        threads="one CUDA block or warp per row; long rows split across blocks",
         distribution="cupy",
+        notes="CUDA kernels compiled at run time by NVRTC (cupy.RawModule), on the input's "
+        "device and current stream",
     ),
     Backend(
         "torch",
@@ -80,10 +83,13 @@ BACKENDS = (
     Backend(
         "dask",
         array_api_compat.is_dask_namespace,
-        None,
-        ("float16", "float32", "float64"),
+        "softmaxlib._backends.dask_chunked",
+        ("float16", "bfloat16", "float32", "float64"),
+        threads="Dask's workers; on NumPy chunks each task runs the native kernels",
         lazy=True,
         distribution="dask",
+        notes="rows chunked along the reduced axes are never gathered: one reduction of "
+        "(max, sum) accumulators, one blockwise rescale",
     ),
     Backend(
         "array-api-strict",

@@ -9,7 +9,7 @@ module here and appends one entry to ``SECTIONS``.
 
 import dataclasses
 
-from softmaxlib._bench.sections import bars, cupy_section, jax_section, numpy_sweep
+from softmaxlib._bench.sections import bars, cupy_section, dask_section, jax_section, numpy_sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,7 @@ SECTIONS = [
     Section("bars", "numpy", "Acceptance bars (issue 3, NumPy native kernels)", bars.run),
     Section("jax", "jax", "JAX: jitted softmaxlib.softmax vs jitted jax.nn.softmax",
             jax_section.run),
+    Section("dask", "dask", "Dask: one long row chunked along the reduced axis", dask_section.run),
     Section("cupy", "cupy", "CuPy: CUDA kernels vs cupyx, torch (CUDA) and a device copy",
             cupy_section.run),
 ]
