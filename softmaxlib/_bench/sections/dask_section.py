@@ -57,6 +57,9 @@ def run(ctx):
     with distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None,
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        # Idle = a worker with the libraries loaded (imports are not the row's memory).
+        tiny = da.ones((1, 4 * WORKERS), chunks=(1, 4), dtype="float32")
+        client.compute([softmaxlib.softmax(tiny).sum(), _hand_written(tiny).sum()], sync=True)
         idle = client.run(functools.partial(_rss_kib, "VmRSS"))
         x = da.random.default_rng(0).standard_normal((1, n), chunks=(1, chunk), dtype="float32")
         x = client.persist(x * 3)
