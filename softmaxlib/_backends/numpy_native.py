@@ -93,6 +93,78 @@ def compute(op, x, axes, where, algorithm):
     return y
 
 
+def _axes_mask(axes):
+    mask = 0
+    for a in axes:
+        mask |= 1 << a
+    return mask
+
+
+def _piece_args(x, axes, where):
+    x = np.asarray(x)
+    code = _DTYPES.get(x.dtype)
+    if code is None:
+        msg = f"unsupported dtype {x.dtype}: the native kernels take float16, bfloat16, float32, float64"
+        raise TypeError(msg)
+    axes = tuple(sorted(a % x.ndim for a in axes)) if x.ndim else ()
+    if not axes:
+        msg = "at least one reduced axis is needed"
+        raise ValueError(msg)
+    if where is not None:
+        where = np.asarray(where)
+        if where.dtype != np.bool_ or where.shape != x.shape:
+            where = np.broadcast_to(np.asarray(where, dtype=bool), x.shape)
+    batch_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    return x, code, axes, where, batch_shape
+
+
+def accumulate(x, axes, where=None):
+    """Pass 1 over a piece of each row: the mergeable accumulator of every row.
+
+    ``x`` is a float16/bfloat16/float32/float64 NumPy array (any strides), ``axes``
+    the reduced axes, ``where`` None or a bool array broadcastable to ``x``. Returns
+    float64 of shape ``batch_shape + (5,)``: per row ``[m, d, n_posinf, has_nan,
+    n_valid]``, with ``m`` the max of the valid finite entries (-inf if none),
+    ``d = sum exp(x - m)`` over them (the online kernel: one read of ``x``), the count
+    of valid ``+inf`` entries, 1.0 if a valid NaN exists, and the count of valid
+    entries. Accumulators of pieces of the same row merge as (m, d) pairs,
+    ``M = max(m, m')``, ``d e^(m - M) + d' e^(m' - M)`` (identity (-inf, 0)), with the
+    last three entries added (has_nan: max).
+    """
+    if _kernels is None:
+        msg = f"the native kernels are not available ({_IMPORT_ERROR})"
+        raise RuntimeError(msg)
+    x, code, axes, where, batch_shape = _piece_args(x, axes, where)
+    acc = np.empty(batch_shape + (5,), dtype=np.float64)
+    _kernels.accumulate(code, x, _axes_mask(axes), where, acc)
+    return acc
+
+
+def finish(op, x, axes, where, acc):
+    """Pass 2 over a piece of each row given the row's merged accumulator.
+
+    ``op`` is "softmax" or "log_softmax"; ``acc`` float64 of ``batch_shape + (5,)`` as
+    :func:`accumulate` returns it, merged over the whole row. Writes ``exp(x - m) / d``
+    or ``(x - m) - log d`` with the contract's special values (NaN rows, ``+inf``
+    entries sharing the mass, rows with no valid entry, all ``-inf`` rows, masked
+    entries 0 / -inf). One read of ``x``, one write; ``x``'s dtype and shape.
+    """
+    if _kernels is None:
+        msg = f"the native kernels are not available ({_IMPORT_ERROR})"
+        raise RuntimeError(msg)
+    if op not in ("softmax", "log_softmax"):
+        msg = f"finish computes softmax or log_softmax, not {op!r}"
+        raise ValueError(msg)
+    x, code, axes, where, batch_shape = _piece_args(x, axes, where)
+    acc = np.ascontiguousarray(acc, dtype=np.float64)
+    if acc.shape != batch_shape + (5,):
+        msg = f"acc has shape {acc.shape}, expected {batch_shape + (5,)}"
+        raise ValueError(msg)
+    y = np.empty(x.shape, dtype=x.dtype)
+    _kernels.finish(_OPS[op], code, x, _axes_mask(axes), where, acc, y)
+    return y
+
+
 def set_num_threads(n):
     """Set the number of threads the native kernels use (>= 1), process-wide."""
     if _kernels is None:

@@ -1,0 +1,101 @@
+// The driver of the native kernels: everything that is not a kernel.
+//
+// Plain C++ over (pointer, shape, byte strides, dtype): no Python, no pybind11,
+// no XLA. It picks an ISA unit at run time, walks arbitrary strided layouts,
+// cuts rows into fixed chunks, merges chunk accumulators in a fixed order, and
+// applies the contract's special rows (+inf, all -inf, NaN) and masks. Threads
+// are the caller's: every entry point takes a Runner. The NumPy module
+// (module.cc) passes softmaxlib's own pool, the XLA FFI handlers (xla_ffi.cc)
+// XLA's intra-op pool, and Dask tasks the inline runner through NumPy.
+//
+// Entry points:
+//   compute     op(x) over the reduced axes, whole rows (softmax, log_softmax,
+//               logsumexp, any of the four algorithms);
+//   accumulate  pass 1 over a piece of each row: the mergeable accumulator
+//               [m, d, n_posinf, has_nan, n_valid] (m the max of the valid
+//               finite entries, d = sum exp(x - m) over them, in double);
+//   finish      pass 2 over a piece of each row given the *merged* accumulator.
+// Errors are std::invalid_argument with a message for the caller to forward.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernel_table.h"
+
+namespace softmaxlib {
+namespace driver {
+
+enum Op : int { kSoftmax = 0, kLogSoftmax = 1, kLogSumExp = 2 };
+enum Alg : int { kThreePass = 0, kThreePassReload = 1, kOnline = 2, kTwoPass = 3 };
+enum DType : int { kF32 = 0, kF64 = 1, kF16 = 2, kBF16 = 3 };
+
+// Bytes per element of a dtype code.
+std::size_t item_size(DType dtype);
+
+// Entries of one row's accumulator (accumulate / finish).
+constexpr std::size_t kAccSize = 5;
+
+// The threads a call runs on. run(n, body) calls body(b) once for every b in
+// [0, n) and returns when all are done; which thread runs a block never changes
+// what the block computes, so results do not depend on the runner.
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  // How many blocks may run at once (1: do not bother splitting).
+  virtual int threads() const = 0;
+  virtual void run(std::size_t n, const std::function<void(std::size_t)>& body) const = 0;
+};
+
+// Everything on the calling thread.
+class InlineRunner final : public Runner {
+ public:
+  int threads() const override { return 1; }
+  void run(std::size_t n, const std::function<void(std::size_t)>& body) const override {
+    for (std::size_t b = 0; b < n; ++b) body(b);
+  }
+};
+
+// softmaxlib's own process-wide pool (the NumPy path). A call takes it with a
+// try-lock: a concurrent caller runs on its own thread instead of queueing.
+const Runner& pool_runner();
+void set_num_threads(int n);  // n >= 1
+int num_threads();
+
+// ISA units.
+const KernelTable* current_table();
+std::vector<std::string> compiled_isas();
+std::vector<std::string> supported_isas();
+// Selects an ISA unit process-wide, returns the previous one's name; throws
+// std::invalid_argument for an unknown or unsupported name.
+std::string set_isa(const std::string& name);
+
+// A strided array: shape and byte strides (any, negative included).
+struct Strided {
+  const void* data;
+  std::vector<std::ptrdiff_t> shape;
+  std::vector<std::ptrdiff_t> strides;
+};
+
+// `reduced[a]` marks the reduced axes (at least one). `where` is null or a
+// bool-byte mask of x's shape (where.data null when there is none).
+//
+// compute: y is C-contiguous: x's shape for softmax / log_softmax, the batch
+// shape (reduced axes removed) for logsumexp.
+void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
+             const Strided& where, void* y, const Runner& runner);
+
+// accumulate: acc is C-contiguous float64 of batch shape + (kAccSize,).
+void accumulate(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
+                double* acc, const Runner& runner);
+
+// finish (op softmax or log_softmax): acc as accumulate's, merged over the
+// whole row; y C-contiguous of x's shape.
+void finish(Op op, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
+            const double* acc, void* y, const Runner& runner);
+
+}  // namespace driver
+}  // namespace softmaxlib
