@@ -186,3 +186,24 @@ def _native_cases():
 
 
 CASES.extend(_native_cases())
+
+
+# The JAX fast path (softmaxlib._backends.jax_ffi) runs under the "jax" case above;
+# this one keeps the generic reference on JAX covered too.
+CASES.append(
+    BackendCase(
+        "jax-reference",
+        ("jax",),
+        ALL_DTYPES,
+        _jax_from,
+        _to_float64,
+        context=lambda: _jax_reference(),
+        jit=True,
+    )
+)
+
+
+@contextlib.contextmanager
+def _jax_reference():
+    with _jax_x64(), softmaxlib._backends.reference_only():
+        yield

@@ -56,7 +56,7 @@ BACKENDS = (
     Backend(
         "jax",
         array_api_compat.is_jax_namespace,
-        None,
+        "softmaxlib._backends.jax_ffi",
         ("float16", "bfloat16", "float32", "float64"),
         transformations=("jit", "vmap", "grad"),
         distribution="jax",

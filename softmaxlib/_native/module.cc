@@ -14,6 +14,9 @@
 
 #include "driver.h"
 #include "kernel_table.h"
+#if defined(SOFTMAXLIB_XLA_FFI)
+#include "xla_ffi.h"
+#endif
 
 namespace py = pybind11;
 
@@ -156,6 +159,16 @@ PYBIND11_MODULE(_kernels, m) {
     return std::vector<std::string>{"rmax", "raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax",
                                     "vscale", "vlogsoftmaxminusmax", "ronlineexp", "raddextexp",
                                     "vscaleextexp", "vlogsoftmaxextexp"};
+  });
+  // The XLA FFI handlers (softmaxlib/_backends/jax_ffi.py registers them), when
+  // this build found the XLA FFI headers; an empty dict otherwise.
+  m.def("xla_ffi_handlers", [] {
+    py::dict d;
+#if defined(SOFTMAXLIB_XLA_FFI)
+    d["softmaxlib_compute"] = py::capsule(xla_ffi_compute_handler());
+    d["softmaxlib_compute_masked"] = py::capsule(xla_ffi_compute_masked_handler());
+#endif
+    return d;
   });
   m.def("chunk", [] { return current_table()->chunk; });
   m.def("_exp_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {

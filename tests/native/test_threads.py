@@ -65,6 +65,9 @@ def test_fork_child_can_compute(threads):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: ours are handled
+        # JAX warns at fork once its backend runs (another test in this worker may have
+        # used it); the child here never touches JAX.
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
         pid = os.fork()
     if pid == 0:  # child
         try:

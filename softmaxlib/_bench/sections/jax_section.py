@@ -1,23 +1,31 @@
-"""JAX section: jitted ``softmaxlib.softmax`` on a JAX array vs jitted ``jax.nn.softmax``.
+"""JAX section: jitted ``softmaxlib.softmax`` (the XLA FFI custom call) vs jitted ``jax.nn.softmax``.
 
-A placeholder until the JAX fast path (issue 4) exists: today softmaxlib on JAX
-runs the generic Array-API reference, which this section states. A jitted
-``x + 1`` (a fresh output of the same size) is the yardstick, as in issue 4's
-bar. XLA's CPU threads are fixed when JAX starts, so ``threads`` reads None
-(XLA's default).
+A jitted ``x + 1`` (a fresh output of the same size) is the yardstick, as in issue
+4's bar. XLA's CPU threads are fixed when JAX starts, so the single-threaded run
+happens in a subprocess started with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1`` and pinned to one core (threads = 1); the default
+run is in this process (threads = None: XLA's default, which our custom call
+shares through the FFI's intra-op thread pool).
 """
 
+import dataclasses
 import functools
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 
 import softmaxlib
 from softmaxlib._backends import backend_for
 from softmaxlib._bench.arrays import make_logits
+from softmaxlib._bench.harness import Harness
 from softmaxlib._bench.peers import jax_softmax, to_jax
-from softmaxlib._bench.results import OURS, PEER, YARDSTICK, SectionResult, add_ratios
+from softmaxlib._bench.results import OURS, PEER, YARDSTICK, Measurement, SectionResult, add_ratios
 
 QUICK_SHAPES = ((256, 128), (64, 32000), (1, 2**20))
 FULL_SHAPES = QUICK_SHAPES + ((1, 2**24),)
+SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def _jitted(fn, x):
@@ -28,6 +36,50 @@ def _jitted(fn, x):
     return lambda: f(xj).block_until_ready()
 
 
+def _measure_all(ctx, shapes, dtypes, peers, threads):
+    out = []
+    for dtype in dtypes:
+        for shape in shapes:
+            x = make_logits(shape, dtype)
+            measure = functools.partial(ctx.measure, "jax", backend="jax", x=x, threads=threads)
+            out.append(measure(lambda x=x: _jitted(softmaxlib.softmax, x),
+                               implementation="softmaxlib (jit)", kind=OURS))
+            if peers:
+                out.append(measure(functools.partial(jax_softmax, x),
+                                   implementation="jax.nn.softmax (jit)", kind=PEER))
+            out.append(measure(lambda x=x: _jitted(lambda a: a + 1, x),
+                               implementation="x + 1 (jit)", kind=YARDSTICK))
+    return out
+
+
+def _single_threaded(ctx, shapes, dtypes, peers):
+    """The same cases in a subprocess with XLA's intra-op threads off, on one core."""
+    env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD_XLA_FLAGS, "JAX_PLATFORMS": "cpu"}
+    spec = json.dumps({"shapes": [list(s) for s in shapes], "dtypes": list(dtypes), "peers": peers,
+                       "budget_s": ctx.harness.budget_s})
+    code = "import sys; from softmaxlib._bench.sections import jax_section; jax_section._worker(sys.argv[1])"
+    proc = subprocess.run([sys.executable, "-c", code, spec], env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        msg = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        return [], f"single-threaded run failed: {msg}"
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [Measurement(**{**r, "shape": tuple(r["shape"])}) for r in rows], None
+
+
+def _worker(spec):
+    """Entry point of the single-threaded subprocess: prints its measurements as JSON."""
+    from softmaxlib._bench.context import BenchContext
+
+    spec = json.loads(spec)
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[-1]})
+    ctx = BenchContext(options=None, harness=Harness(budget_s=spec["budget_s"], progress_stream=None),
+                       machine={})
+    rows = _measure_all(ctx, [tuple(s) for s in spec["shapes"]], spec["dtypes"], spec["peers"], threads=1)
+    print(json.dumps([dataclasses.asdict(m) for m in rows]))
+
+
 def run(ctx):
     result = SectionResult(name="jax", title="JAX (jit, CPU)", backend="jax",
                            ratio_reference="softmaxlib (jit)")
@@ -36,27 +88,22 @@ def run(ctx):
         return result
     import jax
 
+    from softmaxlib._backends import jax_ffi
+
     backend = backend_for(jax.numpy)
-    if backend is not None and backend.fast_path_module is None:
-        result.notes.append("softmaxlib has no JAX fast path yet: it runs the generic "
-                            "Array-API reference under jit")
-    result.notes.append(f"devices: {[d.platform for d in jax.devices()]}; "
-                        "threads: XLA's default (fixed at start-up)")
+    if backend is None or backend.fast_path_module is None or not jax_ffi.available():
+        result.notes.append("softmaxlib's JAX fast path is not available here (built without the XLA "
+                            "FFI headers?): softmaxlib runs the generic Array-API reference under jit")
+    else:
+        result.notes.append("softmaxlib runs the native kernels as an XLA FFI custom call")
+    result.notes.append(f"devices: {[d.platform for d in jax.devices()]}; threads 1: a subprocess with "
+                        f"XLA_FLAGS='{SINGLE_THREAD_XLA_FLAGS}' pinned to one core; threads "
+                        "'library default': XLA's intra-op pool, shared by the custom call")
     shapes = QUICK_SHAPES if ctx.options.quick else FULL_SHAPES
-    for dtype in ctx.options.dtypes:
-        for shape in shapes:
-            x = make_logits(shape, dtype)
-            measure = functools.partial(ctx.measure, "jax", backend="jax", x=x, threads=None)
-            result.measurements.append(measure(
-                lambda x=x: _jitted(softmaxlib.softmax, x),
-                implementation="softmaxlib (jit)", kind=OURS))
-            if ctx.options.peers:
-                result.measurements.append(measure(
-                    functools.partial(jax_softmax, x), implementation="jax.nn.softmax (jit)",
-                    kind=PEER))
-            result.measurements.append(measure(
-                lambda x=x: _jitted(lambda a: a + 1, x), implementation="x + 1 (jit)",
-                kind=YARDSTICK))
+    single, problem = _single_threaded(ctx, shapes, ctx.options.dtypes, ctx.options.peers)
+    if problem:
+        result.notes.append(problem)
+    result.measurements.extend(single)
+    result.measurements.extend(_measure_all(ctx, shapes, ctx.options.dtypes, ctx.options.peers, threads=None))
     add_ratios(result.measurements, preferred="softmaxlib (jit)")
     return result
-

@@ -1,0 +1,267 @@
+"""The JAX fast path: the native kernels as an XLA CPU custom call (typed FFI).
+
+``compute`` runs ``softmaxlib._kernels``' XLA FFI handlers (softmaxlib/_native/
+xla_ffi.cc, thin shells over the same driver as the NumPy path) through
+``jax.ffi.ffi_call``:
+
+* the reduced axes are moved last when they are not already (the common last-axis
+  case needs no transpose); every other axis is a batch axis for the kernel;
+* a ``jax.custom_jvp`` gives forward and reverse mode from the output y:
+  softmax ``y (t - sum t y)``, log_softmax ``t - sum t e^y``, logsumexp
+  ``sum t softmax(x)``; the rules are differentiable again (second order);
+* ``vmap`` adds leading batch axes (``vmap_method="broadcast_all"``);
+* ``lax.platform_dependent`` picks the custom call on CPU and the generic reference
+  elsewhere, also under a ``jit`` that does not know its device yet;
+* the targets are registered as batch partitionable: with several CPU devices an
+  input sharded over batch axes runs shard-locally; one sharded along a reduced
+  axis is gathered along it by XLA (correct, not yet merging accumulators).
+
+If the extension was built without the XLA FFI headers, or JAX is missing,
+``compute`` returns ``NotImplemented`` and the reference runs.
+"""
+
+import functools
+import math
+
+import numpy as np
+
+from softmaxlib import _reference
+from softmaxlib._backends import numpy_native
+
+_OPS = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
+_ALGORITHMS = {"three-pass": 0, "three-pass-reload": 1, "online": 2, "two-pass": 3}
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_TARGET = "softmaxlib_compute"
+_TARGET_MASKED = "softmaxlib_compute_masked"
+
+
+@functools.cache
+def _registered():
+    """Register the FFI targets once; False if this build or install cannot."""
+    kernels = numpy_native._kernels
+    if kernels is None or not hasattr(kernels, "xla_ffi_handlers"):
+        return False
+    handlers = kernels.xla_ffi_handlers()
+    if not handlers:
+        return False
+    try:
+        import jax
+        import jax.ffi
+    except ImportError:  # pragma: no cover - the backend is only looked up for JAX arrays
+        return False
+    for name, capsule in handlers.items():
+        jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+        partitionable = getattr(jax.ffi, "register_ffi_target_as_batch_partitionable", None)
+        if partitionable is not None:
+            partitionable(name)
+    return True
+
+
+def available():
+    """Is the custom call built and registered?"""
+    return _registered()
+
+
+def _auto(op, dtype, row):
+    """numpy_native's choice by row size (same kernels, same crossovers)."""
+    row_bytes = np.dtype(dtype).itemsize * row
+    limit = numpy_native.AUTO_TWO_PASS_MIN_ROW_BYTES
+    if op == "logsumexp" and np.dtype(dtype) == np.float64:
+        limit = numpy_native.AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP
+    return "two-pass" if row_bytes >= limit else numpy_native._AUTO_IN_CACHE[op]
+
+
+def compute(op, x, axes, where, algorithm):
+    """``op`` over ``axes`` of the JAX array (or tracer) ``x``; see ``_reference.compute``."""
+    if op not in _OPS or not _registered():
+        return NotImplemented
+    import jax
+    import jax.numpy as jnp
+
+    dtype = jnp.dtype(x.dtype)
+    if dtype.name not in _DTYPES:
+        return NotImplemented
+    row = math.prod(x.shape[a] for a in axes)
+    if algorithm == "auto":
+        algorithm = _auto(op, dtype, row)
+    if algorithm not in _ALGORITHMS:
+        return NotImplemented
+
+    def ours(x, where):
+        return _native(op, _ALGORITHMS[algorithm], x, axes, where)
+
+    def reference(x, where):
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(x)
+        return _reference.compute(xp, op, x, axes, where, algorithm)
+
+    return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
+
+
+def _native(op, alg, x, axes, where):
+    """Transpose the reduced axes last if needed, call the custom call, transpose back."""
+    import jax.numpy as jnp
+
+    nd = x.ndim
+    batch = tuple(a for a in range(nd) if a not in axes)
+    perm = batch + tuple(axes)
+    moved = perm != tuple(range(nd))
+    if moved:
+        x = jnp.transpose(x, perm)
+        if where is not None:
+            where = jnp.transpose(where, perm)
+    y = _call(op, alg, len(axes), x, where)
+    if moved and op != "logsumexp":
+        y = jnp.transpose(y, np.argsort(perm))
+    return y
+
+
+def _ffi(op, alg, n_reduced, x, where):
+    """The custom call itself (no derivative rule)."""
+    operands = (x,) if where is None else (x, where)
+    return _primitive().bind(*operands, op=op, alg=alg, n_reduced=n_reduced)
+
+
+@functools.cache
+def _primitive():
+    """A primitive around the custom call, so that its lowering can say how it shards.
+
+    ``jax.ffi.ffi_call`` would do for one device, but XLA replicates a custom call
+    (all-gathers its operands) unless told that its leading axes are batch axes:
+    the lowering adds the ``num_batch_dims`` frontend attribute that the
+    batch-partitionable registration reads (GSPMD) and the matching Shardy rule,
+    in which the reduced axes need replication: an input sharded along a reduced
+    axis is gathered along it, so the answer stays right.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.extend.core import Primitive
+    from jax.interpreters import batching, mlir
+
+    prim = Primitive("softmaxlib_ffi")
+
+    @functools.cache
+    def compiled(op, alg, n_reduced):
+        return jax.jit(lambda *a: prim.bind(*a, op=op, alg=alg, n_reduced=n_reduced))
+
+    def impl(*args, op, alg, n_reduced):
+        return compiled(op, alg, n_reduced)(*args)
+
+    def abstract(x, *where, op, alg, n_reduced):
+        shape = x.shape[: x.ndim - n_reduced] if op == "logsumexp" else x.shape
+        return jax.core.ShapedArray(shape, x.dtype)
+
+    def batch(args, dims, **params):
+        # vmap adds a leading batch axis: move it to the front of every operand.
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        moved = []
+        for a, d in zip(args, dims):
+            if d is None:
+                a = jnp.broadcast_to(a, (size,) + a.shape)
+            else:
+                a = jnp.moveaxis(a, d, 0)
+            moved.append(a)
+        return prim.bind(*moved, **params), 0
+
+    def lower(ctx, *args, op, alg, n_reduced):
+        aval = ctx.avals_in[0]
+        num_batch = aval.ndim - n_reduced
+        target = _TARGET if len(args) == 1 else _TARGET_MASKED
+        extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
+        rule = _sdy_rule(ctx, num_batch, n_reduced)
+        if rule is not None:
+            extra["sdy.sharding_rule"] = rule
+        attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced)}
+        return jax.ffi.ffi_lowering(target, extra_attributes=extra)(ctx, *args, **attrs)
+
+    def generic(x, *where, op, alg, n_reduced):
+        # Other platforms: the reference. (platform_dependent selects the custom
+        # call for CPU only, but a lowering for several platforms at once lowers
+        # every branch for each of them.)
+        import array_api_compat
+
+        axes = tuple(range(x.ndim - n_reduced, x.ndim))
+        name = next(k for k, v in _ALGORITHMS.items() if v == alg)
+        xp = array_api_compat.array_namespace(x)
+        return _reference.compute(xp, op, x, axes, where[0] if where else None, name)
+
+    prim.def_impl(impl)
+    prim.def_abstract_eval(abstract)
+    batching.primitive_batchers[prim] = batch
+    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=False))
+    mlir.register_lowering(prim, lower, platform="cpu")
+    return prim
+
+
+def _sdy_rule(ctx, num_batch, n_reduced):
+    """The Shardy rule: batch axes pass through, reduced axes need replication."""
+    import jax
+
+    if not jax.config.jax_use_shardy_partitioner or num_batch == 0:
+        return None  # (no batch axis: XLA's default, replication, is what we need)
+    try:  # private helpers (the same the jax.lax.linalg custom calls use)
+        from jax._src.custom_partitioning_sharding_rule import (
+            sdy_sharding_rule_to_mlir,
+            str_to_sdy_sharding_rule,
+        )
+        from jax.interpreters import mlir
+    except ImportError:  # pragma: no cover - a JAX without them: XLA's default (replicate)
+        return None
+    batch = [f"b{i}" for i in range(num_batch)]
+    red = [f"r{i}" for i in range(n_reduced)]
+    full = " ".join(batch + red)
+    lhs = ", ".join(full for _ in ctx.avals_in)
+    rhs = " ".join(batch) if ctx.avals_out[0].ndim == num_batch else full
+    rule = str_to_sdy_sharding_rule(f"{lhs} -> {rhs}", need_replication_factors=tuple(red))
+    types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_in]
+    out_types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_out]
+    return sdy_sharding_rule_to_mlir(rule, types, out_types)
+
+
+@functools.cache
+def _with_jvp(op, alg, n_reduced, masked):
+    """The custom call with its derivative rule, one per static configuration."""
+    import jax
+    import jax.numpy as jnp
+
+    red = tuple(range(-n_reduced, 0))
+
+    if masked:
+        @jax.custom_jvp
+        def f(x, where):
+            return _ffi(op, alg, n_reduced, x, where)
+    else:
+        @jax.custom_jvp
+        def f(x, where):
+            return _ffi(op, alg, n_reduced, x, None)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        x, where = primals
+        t, _ = tangents
+        y = f(x, where)
+        if op == "softmax":
+            ty = y * (t - jnp.sum(t * y, axis=red, keepdims=True))
+        elif op == "log_softmax":
+            p = jnp.exp(y)  # masked entries: exp(-inf) = 0
+            ty = t - jnp.sum(t * p, axis=red, keepdims=True)
+            if masked:
+                ty = jnp.where(where, ty, jnp.zeros_like(ty))
+        else:
+            # d lse = sum t softmax(x): our softmax (itself differentiable), more
+            # accurate than exp(x - lse) with a rounded lse.
+            p = _with_jvp("softmax", alg, n_reduced, masked)(x, where)
+            ty = jnp.sum(t * p, axis=red)
+        return y, ty
+
+    return f
+
+
+def _call(op, alg, n_reduced, x, where):
+    import jax.numpy as jnp
+
+    if where is None:
+        # A placeholder operand keeps one signature; the unmasked target ignores it.
+        return _with_jvp(op, alg, n_reduced, False)(x, jnp.zeros((), dtype=bool))
+    return _with_jvp(op, alg, n_reduced, True)(x, where)

@@ -1,0 +1,187 @@
+// XLA FFI handlers: softmax, log_softmax and logsumexp as XLA CPU custom calls.
+//
+// Thin shells in the manner of JAX's examples/ffi: bind the typed buffers and
+// attributes, check them, and call the same driver as the NumPy module
+// (driver.h) with XLA's intra-op thread pool. Compiled into softmaxlib._kernels
+// only when the build finds the XLA FFI headers (jax.ffi.include_dir()); the
+// Python side (softmaxlib/_backends/jax_ffi.py) registers them with
+// jax.ffi.register_ffi_target from the capsules of xla_ffi_handlers().
+//
+// Layout: XLA hands us row-major buffers; the reduced axes are the
+// `n_reduced` minor ones (the Python side moves them there, a no-op for the
+// common last-axis case), every other axis is a batch axis.
+#include "xla_ffi.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "driver.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace softmaxlib {
+namespace {
+
+namespace drv = softmaxlib::driver;
+
+// XLA's intra-op pool as a driver Runner. The calling thread takes blocks
+// too, and waits only for blocks that some thread has already claimed: a task
+// that XLA starts late (or never, when every pool thread is busy running other
+// devices' computations) finds no block left and returns. So a call finishes
+// even if none of its tasks ever runs: no deadlock under multi-device CPU runs,
+// where several custom calls share one pool.
+class XlaPoolRunner final : public drv::Runner {
+ public:
+  explicit XlaPoolRunner(ffi::ThreadPool& pool) : pool_(pool) {
+    std::int64_t n = pool_.num_threads();
+    threads_ = n > 1 ? int(n) : 1;
+  }
+  int threads() const override { return threads_; }
+  void run(std::size_t n, const std::function<void(std::size_t)>& body) const override {
+    if (threads_ <= 1 || n <= 1) {
+      for (std::size_t b = 0; b < n; ++b) body(b);
+      return;
+    }
+    struct Shared {
+      std::atomic<std::size_t> next{0}, done{0};
+      std::size_t n = 0;
+      const std::function<void(std::size_t)>* body = nullptr;
+      std::mutex mu;
+      std::condition_variable cv;
+    };
+    auto st = std::make_shared<Shared>();
+    st->n = n;
+    st->body = &body;
+    auto work = [](Shared& s) {
+      for (;;) {
+        std::size_t b = s.next.fetch_add(1);
+        if (b >= s.n) return;
+        (*s.body)(b);
+        if (s.done.fetch_add(1) + 1 == s.n) {
+          std::lock_guard<std::mutex> lk(s.mu);
+          s.cv.notify_all();
+        }
+      }
+    };
+    std::size_t helpers = std::min<std::size_t>(std::size_t(threads_) - 1, n - 1);
+    for (std::size_t i = 0; i < helpers; ++i) pool_.Schedule([st, work] { work(*st); });
+    work(*st);
+    std::unique_lock<std::mutex> lk(st->mu);
+    st->cv.wait(lk, [&] { return st->done.load() == st->n; });
+  }
+
+ private:
+  ffi::ThreadPool& pool_;
+  int threads_ = 1;
+};
+
+bool dtype_code(ffi::DataType t, drv::DType& code) {
+  switch (t) {
+    case ffi::DataType::F32: code = drv::kF32; return true;
+    case ffi::DataType::F64: code = drv::kF64; return true;
+    case ffi::DataType::F16: code = drv::kF16; return true;
+    case ffi::DataType::BF16: code = drv::kBF16; return true;
+    default: return false;
+  }
+}
+
+drv::Strided row_major(const void* data, ffi::AnyBuffer::Dimensions dims, std::size_t item) {
+  drv::Strided s{data, std::vector<std::ptrdiff_t>(dims.begin(), dims.end()), {}};
+  s.strides.assign(s.shape.size(), 0);
+  std::ptrdiff_t acc = std::ptrdiff_t(item);
+  for (std::size_t i = s.shape.size(); i-- > 0;) {
+    s.strides[i] = acc;
+    acc *= std::max<std::ptrdiff_t>(s.shape[i], 1);
+  }
+  return s;
+}
+
+ffi::Error run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::AnyBuffer* where, ffi::Result<ffi::AnyBuffer> y,
+               std::int32_t op, std::int32_t alg, std::int32_t n_reduced) {
+  drv::DType dtype;
+  if (!dtype_code(x.element_type(), dtype))
+    return ffi::Error::InvalidArgument("softmaxlib: x must be float16, bfloat16, float32 or float64");
+  if (y->element_type() != x.element_type())
+    return ffi::Error::InvalidArgument("softmaxlib: the result's dtype must be x's");
+  if (op < drv::kSoftmax || op > drv::kLogSumExp)
+    return ffi::Error::InvalidArgument("softmaxlib: op must be 0 (softmax), 1 (log_softmax) or 2 (logsumexp)");
+  if (alg < drv::kThreePass || alg > drv::kTwoPass)
+    return ffi::Error::InvalidArgument("softmaxlib: alg must be 0..3 (three-pass, three-pass-reload, online, two-pass)");
+  auto dims = x.dimensions();
+  const std::size_t nd = dims.size();
+  if (n_reduced < 1 || std::size_t(n_reduced) > nd)
+    return ffi::Error::InvalidArgument("softmaxlib: n_reduced must be between 1 and x's rank (" +
+                                       std::to_string(nd) + "), got " + std::to_string(n_reduced));
+  const std::size_t nbatch = nd - std::size_t(n_reduced);
+  // The result: x's shape, or its batch shape for logsumexp.
+  auto ydims = y->dimensions();
+  const std::size_t ynd = op == drv::kLogSumExp ? nbatch : nd;
+  bool shape_ok = std::size_t(ydims.size()) == ynd;
+  for (std::size_t i = 0; shape_ok && i < ynd; ++i) shape_ok = ydims[i] == dims[i];
+  if (!shape_ok) return ffi::Error::InvalidArgument("softmaxlib: the result's shape does not match x's");
+  drv::Strided w{nullptr, {}, {}};
+  if (where != nullptr) {
+    if (where->element_type() != ffi::DataType::PRED)
+      return ffi::Error::InvalidArgument("softmaxlib: where must be a bool array");
+    auto wd = where->dimensions();
+    bool same = wd.size() == dims.size();
+    for (std::size_t i = 0; same && i < nd; ++i) same = wd[i] == dims[i];
+    if (!same) return ffi::Error::InvalidArgument("softmaxlib: where must have x's shape");
+    w = row_major(where->untyped_data(), wd, 1);
+  }
+  const drv::Strided xs = row_major(x.untyped_data(), dims, drv::item_size(dtype));
+  std::vector<bool> reduced(nd, false);
+  for (std::size_t i = nbatch; i < nd; ++i) reduced[i] = true;
+  try {
+    XlaPoolRunner runner(pool);
+    drv::compute(drv::Op(op), drv::Alg(alg), dtype, xs, reduced, w, y->untyped_data(), runner);
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("softmaxlib: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error compute_impl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y, std::int32_t op,
+                        std::int32_t alg, std::int32_t n_reduced) {
+  return run(pool, x, nullptr, y, op, alg, n_reduced);
+}
+
+ffi::Error compute_masked_impl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer where,
+                               ffi::Result<ffi::AnyBuffer> y, std::int32_t op, std::int32_t alg,
+                               std::int32_t n_reduced) {
+  return run(pool, x, &where, y, op, alg, n_reduced);
+}
+
+}  // namespace
+}  // namespace softmaxlib
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SoftmaxlibCompute, softmaxlib::compute_impl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<std::int32_t>("op")
+                                  .Attr<std::int32_t>("alg")
+                                  .Attr<std::int32_t>("n_reduced"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SoftmaxlibComputeMasked, softmaxlib::compute_masked_impl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<std::int32_t>("op")
+                                  .Attr<std::int32_t>("alg")
+                                  .Attr<std::int32_t>("n_reduced"));
+
+namespace softmaxlib {
+void* xla_ffi_compute_handler() { return reinterpret_cast<void*>(&SoftmaxlibCompute); }
+void* xla_ffi_compute_masked_handler() { return reinterpret_cast<void*>(&SoftmaxlibComputeMasked); }
+}  // namespace softmaxlib

@@ -1,0 +1,8 @@
+// The XLA FFI handlers of xla_ffi.cc, as plain pointers for module.cc to wrap
+// in capsules (only declared when the build found the XLA FFI headers).
+#pragma once
+
+namespace softmaxlib {
+void* xla_ffi_compute_handler();         // operands (x); attrs op, alg, n_reduced
+void* xla_ffi_compute_masked_handler();  // operands (x, where)
+}  // namespace softmaxlib
