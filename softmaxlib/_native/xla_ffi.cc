@@ -12,6 +12,7 @@
 // common last-axis case), every other axis is a batch axis.
 #include "xla_ffi.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -40,7 +41,10 @@ namespace drv = softmaxlib::driver;
 class XlaPoolRunner final : public drv::Runner {
  public:
   explicit XlaPoolRunner(ffi::ThreadPool& pool) : pool_(pool) {
-    std::int64_t n = pool_.num_threads();
+    // XLA sizes its pool from the machine; softmaxlib's own setting
+    // (SOFTMAXLIB_NUM_THREADS, set_num_threads, the CPUs this process may run
+    // on) caps it, so one knob limits both paths.
+    std::int64_t n = std::min<std::int64_t>(pool_.num_threads(), drv::num_threads());
     threads_ = n > 1 ? int(n) : 1;
   }
   int threads() const override { return threads_; }
