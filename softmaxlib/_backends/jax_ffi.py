@@ -13,8 +13,10 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
 * ``lax.platform_dependent`` picks the custom call on CPU and the generic reference
   elsewhere, also under a ``jit`` that does not know its device yet;
 * the targets are registered as batch partitionable: with several CPU devices an
-  input sharded over batch axes runs shard-locally; one sharded along a reduced
-  axis is gathered along it by XLA (correct, not yet merging accumulators).
+  input sharded over batch axes runs shard-locally; one whose type shows a
+  reduced axis sharded (an explicit sharding) runs per shard under ``shard_map``
+  and merges only the per-row accumulators across devices (``_merged_over_shards``);
+  otherwise XLA gathers the row before the call (correct, more traffic).
 
 If the extension was built without the XLA FFI headers, or JAX is missing,
 ``compute`` returns ``NotImplemented`` and the reference runs.
@@ -198,7 +200,7 @@ def _sdy_rule(ctx, num_batch, n_reduced):
     """The Shardy rule: batch axes pass through, reduced axes need replication."""
     import jax
 
-    if not jax.config.jax_use_shardy_partitioner or num_batch == 0:
+    if not getattr(jax.config, "jax_use_shardy_partitioner", False) or num_batch == 0:
         return None  # (no batch axis: XLA's default, replication, is what we need)
     try:  # private helpers (the same the jax.lax.linalg custom calls use)
         from jax._src.custom_partitioning_sharding_rule import (
@@ -234,6 +236,9 @@ def _with_jvp(op, alg, n_reduced, masked):
     else:
         @jax.custom_jvp
         def f(x, where):
+            sharded = _reduced_sharding(x, n_reduced)
+            if sharded is not None:
+                return _merged_over_shards(op, n_reduced, x, *sharded)
             return _ffi(op, alg, n_reduced, x, None)
 
     @f.defjvp
@@ -265,3 +270,73 @@ def _call(op, alg, n_reduced, x, where):
         # A placeholder operand keeps one signature; the unmasked target ignores it.
         return _with_jvp(op, alg, n_reduced, False)(x, jnp.zeros((), dtype=bool))
     return _with_jvp(op, alg, n_reduced, True)(x, where)
+
+
+# --------------------------------------------------------------------------- sharded rows
+
+
+def _reduced_sharding(x, n_reduced):
+    """(mesh, spec, mesh axes) when ``x``'s type says a reduced axis is sharded, else None.
+
+    Only explicit shardings are visible while tracing (``jax.typeof(x).sharding``);
+    for the others XLA gathers the row before the custom call (see ``_primitive``).
+    """
+    import jax
+
+    try:
+        sharding = jax.typeof(x).sharding
+    except Exception:  # noqa: BLE001 - an old JAX or an untyped value: no explicit sharding
+        return None
+    mesh, spec = getattr(sharding, "mesh", None), getattr(sharding, "spec", None)
+    if mesh is None or spec is None or getattr(mesh, "empty", True):
+        return None
+    spec = tuple(spec) + (None,) * (x.ndim - len(spec))
+    names = []
+    for entry in spec[x.ndim - n_reduced:]:
+        if entry is not None:
+            names.extend(entry if isinstance(entry, tuple) else (entry,))
+    return (mesh, spec, tuple(names)) if names else None
+
+
+def _merged_over_shards(op, n_reduced, x, mesh, spec, names):
+    """Rows sharded along a reduced axis: each shard's accumulator, merged, no gather.
+
+    Pass 1 (the ``softmaxlib_accumulate`` custom call) gives every shard's
+    [m, d, n_posinf, has_nan, n_valid] per row; they are merged across the mesh
+    axes that shard the row with the (m, d) monoid (pmax, then psum of
+    d e^(m - M)) and psums of the counts; pass 2 (``softmaxlib_finish``) writes
+    each shard's part of the result. Only the accumulators cross devices.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    from jax.sharding import PartitionSpec
+
+    nb = x.ndim - n_reduced
+    acc_dtype = jnp.float64 if jnp.dtype(x.dtype) == jnp.float64 else jnp.float32
+    in_spec = PartitionSpec(*spec)
+    out_spec = PartitionSpec(*spec[:nb]) if op == "logsumexp" else in_spec
+
+    def local(xl):
+        acc_shape = jax.ShapeDtypeStruct(xl.shape[:nb] + (5,), acc_dtype)
+        acc = jax.ffi.ffi_call("softmaxlib_accumulate", acc_shape, vmap_method="broadcast_all")(
+            xl, n_reduced=np.int32(n_reduced))
+        m, d, n_posinf, has_nan, n_valid = (acc[..., i] for i in range(5))
+        big_m = lax.pmax(m, names)
+        shift = jnp.where(jnp.isfinite(big_m), big_m, 0)
+        d = lax.psum(jnp.where(d > 0, d * jnp.exp(m - shift), 0), names)
+        n_posinf, has_nan, n_valid = lax.psum(n_posinf, names), lax.pmax(has_nan, names), lax.psum(n_valid, names)
+        if op == "logsumexp":
+            lse = jnp.where(d > 0, big_m + jnp.log(jnp.where(d > 0, d, 1)), -jnp.inf)
+            lse = jnp.where(n_posinf > 0, jnp.inf, lse)
+            lse = jnp.where(has_nan > 0, jnp.nan, lse)
+            return lse.astype(xl.dtype)
+        merged = jnp.stack([big_m, d, n_posinf, has_nan, n_valid], axis=-1)
+        out = jax.ShapeDtypeStruct(xl.shape, xl.dtype)
+        return jax.ffi.ffi_call("softmaxlib_finish", out, vmap_method="broadcast_all")(
+            xl, merged, op=np.int32(_OPS[op]), n_reduced=np.int32(n_reduced))
+
+    shard_map = getattr(jax, "shard_map", None)
+    if shard_map is None:  # pragma: no cover - older JAX
+        from jax.experimental.shard_map import shard_map
+    return shard_map(local, mesh=mesh, in_specs=in_spec, out_specs=out_spec)(x)

@@ -167,6 +167,8 @@ PYBIND11_MODULE(_kernels, m) {
 #if defined(SOFTMAXLIB_XLA_FFI)
     d["softmaxlib_compute"] = py::capsule(xla_ffi_compute_handler());
     d["softmaxlib_compute_masked"] = py::capsule(xla_ffi_compute_masked_handler());
+    d["softmaxlib_accumulate"] = py::capsule(xla_ffi_accumulate_handler());
+    d["softmaxlib_finish"] = py::capsule(xla_ffi_finish_handler());
 #endif
     return d;
   });

@@ -163,6 +163,76 @@ ffi::Error compute_masked_impl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyB
   return run(pool, x, &where, y, op, alg, n_reduced);
 }
 
+// Pieces of rows, for inputs sharded along a reduced axis: pass 1 gives each
+// shard's accumulator [m, d, n_posinf, has_nan, n_valid] per row (float32, or
+// float64 for float64 x), the Python side merges them across shards, pass 2
+// finishes each shard with the merged one.
+ffi::Error piece_layout(ffi::AnyBuffer x, std::int32_t n_reduced, drv::DType& dtype, drv::Strided& xs,
+                        std::vector<bool>& reduced, std::size_t& rows) {
+  if (!dtype_code(x.element_type(), dtype))
+    return ffi::Error::InvalidArgument("softmaxlib: x must be float16, bfloat16, float32 or float64");
+  auto dims = x.dimensions();
+  const std::size_t nd = dims.size();
+  if (n_reduced < 1 || std::size_t(n_reduced) > nd)
+    return ffi::Error::InvalidArgument("softmaxlib: n_reduced must be between 1 and x's rank");
+  xs = row_major(x.untyped_data(), dims, drv::item_size(dtype));
+  reduced.assign(nd, false);
+  rows = 1;
+  for (std::size_t i = 0; i < nd; ++i) {
+    if (i >= nd - std::size_t(n_reduced)) reduced[i] = true;
+    else rows *= std::size_t(dims[i]);
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error accumulate_impl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> acc,
+                           std::int32_t n_reduced) {
+  drv::DType dtype;
+  drv::Strided xs;
+  std::vector<bool> reduced;
+  std::size_t rows;
+  if (auto e = piece_layout(x, n_reduced, dtype, xs, reduced, rows); e.failure()) return e;
+  const bool f64 = acc->element_type() == ffi::DataType::F64;
+  if ((!f64 && acc->element_type() != ffi::DataType::F32) || acc->element_count() != rows * drv::kAccSize)
+    return ffi::Error::InvalidArgument("softmaxlib: acc must be float32 or float64 of the batch shape + (5,)");
+  try {
+    std::vector<double> a(rows * drv::kAccSize);
+    XlaPoolRunner runner(pool);
+    drv::accumulate(dtype, xs, reduced, drv::Strided{nullptr, {}, {}}, a.data(), runner);
+    if (f64) std::copy(a.begin(), a.end(), static_cast<double*>(acc->untyped_data()));
+    else std::copy(a.begin(), a.end(), static_cast<float*>(acc->untyped_data()));
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("softmaxlib: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error finish_impl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer acc, ffi::Result<ffi::AnyBuffer> y,
+                       std::int32_t op, std::int32_t n_reduced) {
+  drv::DType dtype;
+  drv::Strided xs;
+  std::vector<bool> reduced;
+  std::size_t rows;
+  if (auto e = piece_layout(x, n_reduced, dtype, xs, reduced, rows); e.failure()) return e;
+  if (op != drv::kSoftmax && op != drv::kLogSoftmax)
+    return ffi::Error::InvalidArgument("softmaxlib: finish computes softmax (0) or log_softmax (1)");
+  const bool f64 = acc.element_type() == ffi::DataType::F64;
+  if ((!f64 && acc.element_type() != ffi::DataType::F32) || acc.element_count() != rows * drv::kAccSize)
+    return ffi::Error::InvalidArgument("softmaxlib: acc must be float32 or float64 of the batch shape + (5,)");
+  if (y->element_type() != x.element_type() || y->element_count() != x.element_count())
+    return ffi::Error::InvalidArgument("softmaxlib: the result must have x's dtype and shape");
+  try {
+    std::vector<double> a(rows * drv::kAccSize);
+    if (f64) std::copy_n(static_cast<const double*>(acc.untyped_data()), a.size(), a.begin());
+    else std::copy_n(static_cast<const float*>(acc.untyped_data()), a.size(), a.begin());
+    XlaPoolRunner runner(pool);
+    drv::finish(drv::Op(op), dtype, xs, reduced, drv::Strided{nullptr, {}, {}}, a.data(), y->untyped_data(), runner);
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("softmaxlib: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 }  // namespace softmaxlib
 
@@ -185,7 +255,25 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SoftmaxlibComputeMasked, softmaxlib::compute_maske
                                   .Attr<std::int32_t>("alg")
                                   .Attr<std::int32_t>("n_reduced"));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SoftmaxlibAccumulate, softmaxlib::accumulate_impl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<std::int32_t>("n_reduced"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SoftmaxlibFinish, softmaxlib::finish_impl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<std::int32_t>("op")
+                                  .Attr<std::int32_t>("n_reduced"));
+
 namespace softmaxlib {
+void* xla_ffi_accumulate_handler() { return reinterpret_cast<void*>(&SoftmaxlibAccumulate); }
+void* xla_ffi_finish_handler() { return reinterpret_cast<void*>(&SoftmaxlibFinish); }
 void* xla_ffi_compute_handler() { return reinterpret_cast<void*>(&SoftmaxlibCompute); }
 void* xla_ffi_compute_masked_handler() { return reinterpret_cast<void*>(&SoftmaxlibComputeMasked); }
 }  // namespace softmaxlib

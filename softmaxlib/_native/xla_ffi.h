@@ -5,4 +5,6 @@
 namespace softmaxlib {
 void* xla_ffi_compute_handler();         // operands (x); attrs op, alg, n_reduced
 void* xla_ffi_compute_masked_handler();  // operands (x, where)
+void* xla_ffi_accumulate_handler();      // operand x -> acc; attr n_reduced
+void* xla_ffi_finish_handler();          // operands (x, acc) -> y; attrs op, n_reduced
 }  // namespace softmaxlib
