@@ -58,9 +58,11 @@ BACKENDS = (
         array_api_compat.is_jax_namespace,
         "softmaxlib._backends.jax_ffi",
         ("float16", "bfloat16", "float32", "float64"),
-        transformations=("jit", "vmap", "grad"),
+        transformations=("jit", "vmap", "grad", "jvp", "sharding"),
+        threads="XLA's intra-op thread pool, capped by softmaxlib's thread setting",
         distribution="jax",
-        notes="float64 needs jax_enable_x64",
+        notes="the native kernels as an XLA FFI custom call on CPU (the reference on other "
+        "platforms); float64 needs jax_enable_x64",
     ),
     Backend(
         "cupy",
