@@ -150,7 +150,7 @@ CASES = [
     ),
     BackendCase("torch", ("torch",), ALL_DTYPES, _torch_from, _torch_to, negative_strides=False),
     BackendCase("jax", ("jax",), ALL_DTYPES, _jax_from, _to_float64, context=_jax_x64, jit=True),
-    BackendCase("dask", ("dask",), ("float16", "float32", "float64", "int"), _dask_from, _dask_to),
+    BackendCase("dask", ("dask",), ALL_DTYPES, _dask_from, _dask_to),
     BackendCase(
         "cupy",
         ("cupy",),
