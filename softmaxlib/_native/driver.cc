@@ -620,17 +620,22 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
     }
   };
 
+  // Waking the pool costs tens of microseconds, and a row split over threads wakes
+  // it once per pass: below these sizes (measured with `python -m softmaxlib bench`,
+  // 1 vs 2 threads) one thread is faster.
+  constexpr std::size_t kMinParallelElements = std::size_t(1) << 16;
+  constexpr std::size_t kMinSplitRow = std::size_t(1) << 20;
   const std::size_t total = P.rows * n;
   const int nt = runner.threads();
-  if (nt <= 1 || total < (1u << 15)) {
+  if (nt <= 1 || total < kMinParallelElements) {
     do_rows(0, P.rows, false);
-  } else if (P.rows >= std::size_t(nt) * 2 || n < 4 * P.chunk) {
-    // Many rows: spread them, ~32K elements per task.
-    std::size_t grain = std::max<std::size_t>(1, (1u << 15) / std::max<std::size_t>(n, 1));
-    parallel_for(runner, P.rows, grain, [&](std::size_t r0, std::size_t r1) { do_rows(r0, r1, false); });
-  } else {
+  } else if (n >= kMinSplitRow && n >= 4 * P.chunk && P.rows < std::size_t(nt) * 2) {
     // Few long rows: one at a time, their chunks spread over the threads.
     do_rows(0, P.rows, true);
+  } else {
+    // Many rows (or rows too short to split): spread them, ~32K elements per task.
+    std::size_t grain = std::max<std::size_t>(1, (1u << 15) / std::max<std::size_t>(n, 1));
+    parallel_for(runner, P.rows, grain, [&](std::size_t r0, std::size_t r1) { do_rows(r0, r1, false); });
   }
 }
 
