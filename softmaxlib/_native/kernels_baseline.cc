@@ -19,12 +19,6 @@ namespace baseline {
 
 #define SOFTMAXLIB_ISA_NAME "baseline"
 
-template <class T> inline T neg_inf();
-template <> inline float neg_inf<float>() { return -__builtin_inff(); }
-template <> inline double neg_inf<double>() { return -__builtin_inf(); }
-template <> inline f16_t neg_inf<f16_t>() { return f16_t{0xFC00}; }
-template <> inline bf16_t neg_inf<bf16_t>() { return bf16_t{0xFF80}; }
-
 #include "simd_baseline.h"
 #include "kernels.inc"
 
