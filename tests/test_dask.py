@@ -27,7 +27,7 @@ def client():
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # any free port: two test workers may start clusters at once
         silence_logs=40,
     ) as cluster, distributed.Client(cluster) as client:
         yield client

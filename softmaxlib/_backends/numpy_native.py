@@ -86,10 +86,7 @@ def compute(op, x, axes, where, algorithm):
     else:
         shape = x.shape
     y = np.empty(shape, dtype=x.dtype)
-    mask = 0
-    for a in axes:
-        mask |= 1 << a
-    _kernels.compute(_OPS[op], alg, code, x, mask, y, where)
+    _kernels.compute(_OPS[op], alg, code, x, _axes_mask(axes), y, where)
     return y
 
 

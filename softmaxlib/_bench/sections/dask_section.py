@@ -55,7 +55,7 @@ def run(ctx):
 
     n, chunk = QUICK if ctx.options.quick else FULL
     with distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
         # Idle = a worker with the libraries loaded (imports are not the row's memory).
         tiny = da.ones((1, 4 * WORKERS), chunks=(1, 4), dtype="float32")
