@@ -31,7 +31,14 @@ def rows(dtype, max_magnitude):
 PATHS = ["default", "reference"]
 ALGORITHMS = softmaxlib.ALGORITHMS
 DTYPES = [np.float32, np.float64]
-common = pytest.mark.parametrize("path", PATHS), pytest.mark.parametrize("algorithm", ALGORITHMS)
+
+
+def property_test(test):
+    """A hypothesis test drawing from ``data``, run per dtype, path and algorithm."""
+    test = settings(max_examples=40, deadline=None)(given(data=st.data())(test))
+    for name, values in (("algorithm", ALGORITHMS), ("path", PATHS), ("dtype", DTYPES)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
 
 
 def _run(path, function, *args, **kwargs):
@@ -46,11 +53,7 @@ def _tol(dtype, x):
     return RTOL[dtype] + COND[dtype] * spread
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@common[0]
-@common[1]
-@settings(max_examples=40, deadline=None)
-@given(data=st.data())
+@property_test
 def test_sums_to_one(path, algorithm, dtype, data):
     x = data.draw(rows(dtype, 2.0**100))
     y = _run(path, softmaxlib.softmax, x, algorithm=algorithm)
@@ -58,11 +61,7 @@ def test_sums_to_one(path, algorithm, dtype, data):
     np.testing.assert_allclose(y.astype(np.float64).sum(axis=-1), 1.0, rtol=0, atol=(n + 2) * 2 * RTOL[dtype])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@common[0]
-@common[1]
-@settings(max_examples=40, deadline=None)
-@given(data=st.data())
+@property_test
 def test_shift_invariance(path, algorithm, dtype, data):
     # Multiples of 2^-10 within +-100 and shifts within +-1000: x + shift is exact in float32.
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=40))
@@ -74,11 +73,7 @@ def test_shift_invariance(path, algorithm, dtype, data):
     np.testing.assert_array_less(np.abs(y - z), tol * y + np.finfo(dtype).tiny)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@common[0]
-@common[1]
-@settings(max_examples=40, deadline=None)
-@given(data=st.data())
+@property_test
 def test_exp_of_log_softmax_is_softmax(path, algorithm, dtype, data):
     x = data.draw(rows(dtype, 1e4))
     y = _run(path, softmaxlib.softmax, x, algorithm=algorithm).astype(np.float64)
@@ -88,11 +83,7 @@ def test_exp_of_log_softmax_is_softmax(path, algorithm, dtype, data):
     np.testing.assert_array_less(np.abs(np.exp(log_y) - y), tol * y + np.finfo(dtype).tiny)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@common[0]
-@common[1]
-@settings(max_examples=40, deadline=None)
-@given(data=st.data())
+@property_test
 def test_logsumexp_is_consistent_with_log_softmax(path, algorithm, dtype, data):
     x = data.draw(rows(dtype, 1e4))
     lse = _run(path, softmaxlib.logsumexp, x, algorithm=algorithm, keepdims=True).astype(np.float64)
@@ -105,11 +96,7 @@ def test_logsumexp_is_consistent_with_log_softmax(path, algorithm, dtype, data):
     np.testing.assert_array_less(np.abs(lhs - (m - lse)), tol)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@common[0]
-@common[1]
-@settings(max_examples=40, deadline=None)
-@given(data=st.data())
+@property_test
 def test_permutation_equivariance(path, algorithm, dtype, data):
     x = data.draw(rows(dtype, 1e3))
     perm = np.array(data.draw(st.permutations(range(x.shape[-1]))), dtype=np.intp)

@@ -77,10 +77,7 @@ def compute(op, x, axes, where, algorithm):
     alg = _ALGORITHMS.get(algorithm)
     if alg is None or op not in _OPS:
         return NotImplemented
-    if where is not None:
-        where = np.asarray(where)
-        if where.dtype != np.bool_ or where.shape != x.shape:
-            where = np.broadcast_to(np.asarray(where, dtype=bool), x.shape)
+    where = _mask_of(where, x.shape)
     if op == "logsumexp":
         shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
     else:
@@ -88,6 +85,16 @@ def compute(op, x, axes, where, algorithm):
     y = np.empty(shape, dtype=x.dtype)
     _kernels.compute(_OPS[op], alg, code, x, _axes_mask(axes), y, where)
     return y
+
+
+def _mask_of(where, shape):
+    """``where`` as a bool array of ``shape`` (a broadcast view, never a copy), or None."""
+    if where is None:
+        return None
+    where = np.asarray(where)
+    if where.dtype != np.bool_ or where.shape != shape:
+        where = np.broadcast_to(np.asarray(where, dtype=bool), shape)
+    return where
 
 
 def _axes_mask(axes):
@@ -107,10 +114,7 @@ def _piece_args(x, axes, where):
     if not axes:
         msg = "at least one reduced axis is needed"
         raise ValueError(msg)
-    if where is not None:
-        where = np.asarray(where)
-        if where.dtype != np.bool_ or where.shape != x.shape:
-            where = np.broadcast_to(np.asarray(where, dtype=bool), x.shape)
+    where = _mask_of(where, x.shape)
     batch_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
     return x, code, axes, where, batch_shape
 
