@@ -5,9 +5,12 @@ has a fast path is named once in ``BACKENDS``, with the module that implements i
 what it can do.  ``fast_path(xp)`` looks the table up for an input's namespace; a
 namespace with no entry (or whose fast path is switched off) runs the reference.
 
-A fast-path module defines ``compute(op, x, axes, where, algorithm)`` with the
-contract of :func:`softmaxlib._reference.compute` (minus the ``xp`` argument), and
-may return ``NotImplemented`` for a case it leaves to the reference.
+A fast-path module defines ``compute(op, x, axes, where, algorithm, temperature=None)``
+with the contract of :func:`softmaxlib._reference.compute` (minus the ``xp``
+argument), and may return ``NotImplemented`` for a case it leaves to the reference
+(an ``op`` or a ``temperature`` it does not handle, say). It may also define
+``softmax_topk(x, k, axis, where)``, returning ``(values, indices)`` or
+``NotImplemented``.
 """
 
 import contextlib

@@ -136,14 +136,14 @@ def _layout(xv, wv, nbatch):
     return bshape, bstrides, row_strides
 
 
-def compute(op, x, axes, where, algorithm):
+def compute(op, x, axes, where, algorithm, temperature=None):
     """Compute ``op`` over ``axes`` of the CuPy array ``x`` with the CUDA kernels.
 
     Parameters follow :func:`softmaxlib._reference.compute` without ``xp``.  Returns
     the result on ``x``'s device (softmax/log_softmax: ``x.shape``; logsumexp: the
     axes removed) in ``x.dtype``, or ``NotImplemented`` for what it does not handle.
     """
-    if cupy is None or not isinstance(x, cupy.ndarray) or op not in _OPS:
+    if cupy is None or not isinstance(x, cupy.ndarray) or op not in _OPS or temperature is not None:
         return NotImplemented
     entry = _TYPES.get(_dtype_name(x.dtype))
     if entry is None or x.size == 0 or x.ndim == 0 or not axes:

@@ -34,10 +34,12 @@ ACCUMULATOR = np.dtype([(name, np.float64) for name in ("m", "d", "n_posinf", "h
 _FIELDS = ACCUMULATOR.names
 
 
-def compute(op, x, axes, where, algorithm):
+def compute(op, x, axes, where, algorithm, temperature=None):
     """The Dask version of ``softmaxlib._reference.compute`` (contract there)."""
     import dask.array as da
 
+    if op not in ("softmax", "log_softmax", "logsumexp") or temperature is not None:
+        return NotImplemented
     if not isinstance(x._meta, np.ndarray) or not numpy_native.info()["available"]:
         return NotImplemented
     if any(math.isnan(c) for chunks in x.chunks for c in chunks):

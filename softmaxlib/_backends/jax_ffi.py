@@ -73,9 +73,9 @@ def _auto(op, dtype, row):
     return "two-pass" if row_bytes >= limit else numpy_native._AUTO_IN_CACHE[op]
 
 
-def compute(op, x, axes, where, algorithm):
+def compute(op, x, axes, where, algorithm, temperature=None):
     """``op`` over ``axes`` of the JAX array (or tracer) ``x``; see ``_reference.compute``."""
-    if op not in _OPS or not _registered():
+    if op not in _OPS or temperature is not None or not _registered():
         return NotImplemented
     import jax
     import jax.numpy as jnp

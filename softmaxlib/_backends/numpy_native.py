@@ -58,7 +58,7 @@ def _auto(op, x, axes):
     return "two-pass" if row_bytes >= limit else _AUTO_IN_CACHE[op]
 
 
-def compute(op, x, axes, where, algorithm):
+def compute(op, x, axes, where, algorithm, temperature=None):
     """Compute ``op`` over ``axes`` of the NumPy array ``x`` natively.
 
     Parameters follow :func:`softmaxlib._reference.compute` without ``xp``: ``axes``
@@ -67,7 +67,7 @@ def compute(op, x, axes, where, algorithm):
     softmax/log_softmax, ``axes`` removed for logsumexp) of ``x.dtype``, or
     ``NotImplemented`` for what the kernels do not handle.
     """
-    if _kernels is None or type(x) is not np.ndarray:
+    if _kernels is None or type(x) is not np.ndarray or temperature is not None:
         return NotImplemented
     code = _DTYPES.get(x.dtype)
     if code is None or x.size == 0:
