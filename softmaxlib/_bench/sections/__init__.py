@@ -9,7 +9,9 @@ module here and appends one entry to ``SECTIONS``.
 
 import dataclasses
 
-from softmaxlib._bench.sections import bars, cupy_section, dask_section, jax_section, numpy_sweep
+from softmaxlib._bench.sections import (
+    bars, cupy_section, dask_section, family_section, jax_section, numpy_sweep,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Section:
 SECTIONS = [
     Section("numpy", "numpy", "NumPy: softmax over the last axis", numpy_sweep.run),
     Section("bars", "numpy", "Acceptance bars (issue 3, NumPy native kernels)", bars.run),
+    Section("family", "numpy", "Softmax family (issue 8): fused top-k, temperature",
+            family_section.run),
     Section("jax", "jax", "JAX: jitted softmaxlib.softmax vs jitted jax.nn.softmax",
             jax_section.run),
     Section("dask", "dask", "Dask: one long row chunked along the reduced axis", dask_section.run),
