@@ -1,4 +1,10 @@
-"""softmax, log_softmax and logsumexp: argument checks, then dispatch by namespace."""
+"""The public functions: argument checks, then dispatch by namespace.
+
+softmax, log_softmax and logsumexp (with an optional temperature), and the rest of
+the family: softmax_topk, stablemax and log_stablemax.  Each checks its arguments,
+runs the fast path of the input's namespace (``softmaxlib._backends``) and falls back
+to the generic Array-API reference when there is none or it returns NotImplemented.
+"""
 
 import contextlib
 import math
@@ -7,7 +13,7 @@ import operator
 import array_api_compat
 import numpy as np
 
-from softmaxlib import _backends, _reference
+from softmaxlib import _backends, _reference, _reference_stablemax, _reference_topk
 
 ALGORITHMS = ("auto",) + _reference.ALGORITHMS
 
@@ -22,6 +28,19 @@ _COMMON_PARAMETERS = """x : array_like
         Broadcastable to ``x``.  Only entries where it is True take part; the others
         are left out of the normalisation."""
 
+_TEMPERATURE = """temperature : float, array or "adaptive", optional
+        Divide the logits by it: the result is that of ``x / temperature``
+        (logsumexp: ``logsumexp(x / temperature)``), fused into the computation (no
+        temporary array).  A positive number; ``inf`` gives the uniform distribution
+        over the unmasked finite entries.  Or an array of positive numbers
+        broadcastable to the batch shape (``x``'s shape without the reduced axes)
+        or, with ``x.ndim`` dimensions, to the keepdims shape: one temperature per
+        row.  Or ``"adaptive"``: per row, the logits are multiplied by
+        ``beta = max(1, p(H))`` where the entropy ``H`` of ``softmax(x)`` exceeds 0.5
+        (Velickovic et al. 2024; see :doc:`/family`).  Zero, negative or NaN
+        temperatures raise ValueError (inside ``jax.jit`` they cannot be checked:
+        such rows give NaN).  Default None: no temperature."""
+
 _COMMON_OPTIONS = """algorithm : {"auto", "three-pass", "three-pass-reload", "online", "two-pass"}
         How to compute it; see :data:`softmaxlib.ALGORITHMS`.  All give the same
         result within the documented tolerance; "auto" picks the fastest for the
@@ -30,12 +49,13 @@ _COMMON_OPTIONS = """algorithm : {"auto", "three-pass", "three-pass-reload", "on
         The namespace of ``x``, when the caller knows it; found from ``x`` otherwise."""
 
 
-def softmax(x, /, axis=-1, *, where=None, algorithm="auto", xp=None):
+def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None):
     """Softmax of ``x`` along ``axis``: ``exp(x) / sum(exp(x))``, without overflow.
 
     Parameters
     ----------
     {params}
+    {temperature}
     {options}
 
     Returns
@@ -69,16 +89,26 @@ def softmax(x, /, axis=-1, *, where=None, algorithm="auto", xp=None):
 
     >>> softmaxlib.softmax(np.array([1.0, 2.0, 3.0]), where=np.array([True, True, False]))
     array([0.26894142, 0.73105858, 0.        ])
+
+    A temperature flattens (T > 1) or sharpens (T < 1) the distribution; one per row
+    is an array of the batch shape:
+
+    >>> softmaxlib.softmax(np.array([1.0, 2.0, 3.0]), temperature=2.0)
+    array([0.18632372, 0.30719589, 0.50648039])
+    >>> softmaxlib.softmax(np.array([[1.0, 2.0], [1.0, 2.0]]), temperature=np.array([1.0, np.inf]))
+    array([[0.26894142, 0.73105858],
+           [0.5       , 0.5       ]])
     """
-    return _compute("softmax", x, axis, where, algorithm, xp)
+    return _compute("softmax", x, axis, where, algorithm, xp, temperature=temperature)
 
 
-def log_softmax(x, /, axis=-1, *, where=None, algorithm="auto", xp=None):
+def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None):
     """Logarithm of the softmax of ``x`` along ``axis``: ``x - logsumexp(x)``, exactly.
 
     Parameters
     ----------
     {params}
+    {temperature}
     {options}
 
     Returns
@@ -102,11 +132,13 @@ def log_softmax(x, /, axis=-1, *, where=None, algorithm="auto", xp=None):
     array([-2.40760596, -1.40760596, -0.40760596])
     >>> softmaxlib.log_softmax(np.array([1e30, 0.0], dtype=np.float32))
     array([ 0.e+00, -1.e+30], dtype=float32)
+    >>> softmaxlib.log_softmax(np.array([1.0, 2.0, 3.0]), temperature=0.5)
+    array([-4.14293163, -2.14293163, -0.14293163])
     """
-    return _compute("log_softmax", x, axis, where, algorithm, xp)
+    return _compute("log_softmax", x, axis, where, algorithm, xp, temperature=temperature)
 
 
-def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, algorithm="auto", xp=None):
+def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, temperature=None, algorithm="auto", xp=None):
     """``log(sum(exp(x)))`` along ``axis``, without overflow or underflow.
 
     Parameters
@@ -114,6 +146,7 @@ def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, algorithm="auto", xp
     {params}
     keepdims : bool, optional
         Keep the reduced axes as axes of length one.
+    {temperature}
     {options}
 
     Returns
@@ -138,16 +171,191 @@ def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, algorithm="auto", xp
     array([1000.69314718, -999.30685282])
     >>> softmaxlib.logsumexp(np.zeros((2, 3)), axis=None, keepdims=True)
     array([[1.79175947]])
+
+    With a temperature it is ``logsumexp(x / T)``, not ``T * logsumexp(x / T)``:
+
+    >>> softmaxlib.logsumexp(np.array([1.0, 2.0, 3.0]), temperature=0.5)
+    array(6.14293163)
     """
-    return _compute("logsumexp", x, axis, where, algorithm, xp, keepdims=keepdims)
+    return _compute("logsumexp", x, axis, where, algorithm, xp, keepdims=keepdims, temperature=temperature)
 
 
-for _function in (softmax, log_softmax, logsumexp):
-    _function.__doc__ = _function.__doc__.format(params=_COMMON_PARAMETERS, options=_COMMON_OPTIONS)
+def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
+    """The ``k`` largest probabilities of ``softmax(x)`` along ``axis``, and their indices.
+
+    Fused: the fast paths read ``x`` once, keeping the online normaliser's running
+    (max, sum) pair beside a running top-k of the logits (Milakov & Gimelshein 2018).
+
+    Parameters
+    ----------
+    x : array_like
+        Input array of any Array-API library, or anything NumPy can turn into an
+        array.  Integer and boolean inputs are promoted to the default real floating
+        dtype; float16 and bfloat16 are computed in float32.
+    k : int
+        How many to return, from 1 to ``x.shape[axis]``.
+    axis : int, optional
+        The one axis to rank and normalise over.  Default: the last.
+    where : array_like of bool, optional
+        Broadcastable to ``x``.  Only entries where it is True take part in the
+        normalisation; the others have probability 0 and rank after every unmasked
+        entry.
+    xp : array namespace, optional
+        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise.
+
+    Returns
+    -------
+    values : array
+        ``softmax(x, axis, where=where)`` at ``indices`` (normalised over the whole
+        row), sorted descending, in ``x``'s floating dtype; ``x``'s shape with
+        ``axis``'s length ``k``.
+    indices : array
+        Their indices along ``axis``, in the namespace's default integer dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not between 1 and ``x.shape[axis]``.
+    TypeError
+        If ``k`` is not an integer, or ``axis`` is not a single int.
+
+    Notes
+    -----
+    Ties are broken by the lower index.  ``-inf`` entries (probability 0) rank after
+    the finite ones and masked entries after all unmasked ones, each by index.
+    ``+inf`` entries share the row's mass and rank first.  A row with a NaN in an
+    unmasked entry gives NaN values, with ``k`` distinct but otherwise unspecified
+    indices.  A 0-d input is one element (``k`` must be 1) and gives 0-d results.
+    See :doc:`/family`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softmaxlib
+    >>> values, indices = softmaxlib.softmax_topk(np.array([1.0, 3.0, 2.0, 3.0]), 2)
+    >>> values
+    array([0.3994863, 0.3994863])
+    >>> indices
+    array([1, 3])
+
+    Along another axis, with a mask:
+
+    >>> x = np.array([[0.0, 5.0], [1.0, 4.0], [2.0, 3.0]])
+    >>> softmaxlib.softmax_topk(x, 1, axis=0, where=np.array([True, False, True])[:, None])
+    (array([[0.88079708, 0.88079708]]), array([[2, 0]]))
+    """
+    if xp is None and type(x) is np.ndarray:
+        xp = _NUMPY
+    else:
+        xp, x = _namespace_and_array(x, xp)
+    x = _as_floating(xp, x)
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        msg = f"softmax_topk ranks along one axis, an int; got axis={axis!r}"
+        raise TypeError(msg)
+    shape = tuple(x.shape)
+    axes = _normalize_axes(axis, len(shape))
+    where = _broadcast_mask(xp, where, x)
+    if not shape:
+        x = xp.reshape(x, (1,))
+        where = None if where is None else xp.reshape(where, (1,))
+        axes = (0,)
+    (axis,) = axes
+    k = _check_k(k, x.shape[axis])
+
+    result = NotImplemented
+    fast = _backends.fast_path(xp)
+    topk = getattr(fast, "softmax_topk", None)
+    if topk is not None and math.prod(x.shape) > 0:
+        result = topk(x, k, axis, where)
+    if result is NotImplemented:
+        with _quiet_numpy(xp):
+            result = _reference_topk.softmax_topk(xp, x, k, axis, where)
+    values, indices = result
+    if not shape:
+        return xp.reshape(values, ()), xp.reshape(indices, ())
+    return values, indices
+
+
+def stablemax(x, /, axis=-1, *, where=None, xp=None):
+    """StableMax of ``x`` along ``axis``: ``s(x) / sum(s(x))``, with no exponential.
+
+    ``s(x) = x + 1`` for ``x >= 0`` and ``1 / (1 - x)`` for ``x < 0`` (Prieto et al.
+    2025, "Grokking at the Edge of Numerical Stability").
+
+    Parameters
+    ----------
+    {params}
+    xp : array namespace, optional
+        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise.
+
+    Returns
+    -------
+    y : array
+        Same namespace, device, shape and floating dtype as ``x``; each slice along
+        ``axis`` sums to 1 (masked entries are 0).
+
+    Notes
+    -----
+    ``s`` grows linearly, so small probabilities do not collapse to exact zeros
+    the way float32 softmax's do.  No overflow for any finite input: the sum is
+    scaled by ``s`` of the row's max.  The special values follow :func:`softmax`:
+    ``+inf`` entries share the mass, ``-inf`` entries get 0, a row of all ``-inf``
+    is NaN, a NaN makes the row NaN, a fully masked row gives 0.  See
+    :doc:`/family`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softmaxlib
+    >>> softmaxlib.stablemax(np.array([-1.0, 0.0, 2.0]))
+    array([0.11111111, 0.22222222, 0.66666667])
+    >>> softmaxlib.stablemax(np.array([-100.0, 0.0, 100.0], dtype=np.float32))
+    array([9.7059106e-05, 9.8029701e-03, 9.9009997e-01], dtype=float32)
+    """
+    return _compute("stablemax", x, axis, where, "auto", xp)
+
+
+def log_stablemax(x, /, axis=-1, *, where=None, xp=None):
+    """Logarithm of the StableMax of ``x`` along ``axis``: ``log s(x) - log sum s(x)``.
+
+    Parameters
+    ----------
+    {params}
+    xp : array namespace, optional
+        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise.
+
+    Returns
+    -------
+    y : array
+        Same namespace, device, shape and floating dtype as ``x``; masked entries
+        are ``-inf``.
+
+    Notes
+    -----
+    Accurate where :func:`stablemax` itself would underflow: ``log_stablemax`` of
+    ``[-3.4e38, 3.4e38]`` in float32 is finite.  The special values follow
+    :func:`log_softmax`.  See :doc:`/family`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softmaxlib
+    >>> softmaxlib.log_stablemax(np.array([-1.0, 0.0, 2.0]))
+    array([-2.19722458, -1.5040774 , -0.40546511])
+    >>> softmaxlib.log_stablemax(np.array([-3e38, 3e38], dtype=np.float32))
+    array([-177.1937,    0.    ], dtype=float32)
+    """
+    return _compute("log_stablemax", x, axis, where, "auto", xp)
+
+
+for _function in (softmax, log_softmax, logsumexp, stablemax, log_stablemax):
+    _function.__doc__ = _function.__doc__.format(
+        params=_COMMON_PARAMETERS, options=_COMMON_OPTIONS, temperature=_TEMPERATURE
+    )
 del _function
 
 
-def _compute(op, x, axis, where, algorithm, xp, keepdims=False):
+def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None):
     """Check the arguments, run the fast path of ``x``'s namespace or the reference."""
     if xp is None and type(x) is np.ndarray:
         xp = _NUMPY  # the common case, without array_namespace's generic search
@@ -165,14 +373,22 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False):
         x = xp.reshape(x, (1,))
         where = None if where is None else xp.reshape(where, (1,))
         axes = (0,)
+    if temperature is not None:
+        temperature = _check_temperature(xp, temperature, x, axes)
 
     result = NotImplemented
     fast = _backends.fast_path(xp)
     if fast is not None and math.prod(x.shape) > 0:
-        result = fast.compute(op, x, axes, where, algorithm)
+        if temperature is None:
+            result = fast.compute(op, x, axes, where, algorithm)
+        else:
+            result = fast.compute(op, x, axes, where, algorithm, temperature=temperature)
     if result is NotImplemented:
         with _quiet_numpy(xp):
-            result = _reference.compute(xp, op, x, axes, where, algorithm)
+            if op in _reference_stablemax.OPERATIONS:
+                result = _reference_stablemax.compute(xp, op, x, axes, where)
+            else:
+                result = _reference.compute(xp, op, x, axes, where, algorithm, temperature)
 
     if not shape:
         return xp.reshape(result, ())
@@ -282,6 +498,90 @@ def _broadcast_mask(xp, where, x):
     except (ValueError, RuntimeError) as error:
         msg = f"where of shape {tuple(where.shape)} does not broadcast to x's shape {tuple(x.shape)}"
         raise ValueError(msg) from error
+
+
+def _check_k(k, n):
+    """``k`` as an int in [1, n] (the length of the ranked axis), or a clear error."""
+    if isinstance(k, (bool, np.bool_)):
+        msg = f"k must be an integer, got the bool {k!r}"
+        raise TypeError(msg)
+    try:
+        k = operator.index(k)
+    except TypeError:
+        msg = f"k must be an integer, got {k!r} of type {type(k).__name__}"
+        raise TypeError(msg) from None
+    if not 1 <= k <= n:
+        msg = f"k must be between 1 and the length of the axis, {n}; got k={k}"
+        raise ValueError(msg)
+    return k
+
+
+_TEMPERATURE_KINDS = "a positive number, an array of positive numbers or 'adaptive'"
+
+
+def _check_temperature(xp, temperature, x, axes):
+    """``temperature`` in the form the backends take (see ``softmaxlib._backends``).
+
+    A positive Python float (``inf`` included), ``"adaptive"``, or an array of ``x``'s
+    namespace and device, of ``x``'s floating dtype (float32 for float16 and bfloat16,
+    which are computed in float32) and of the batch shape.
+    """
+    if isinstance(temperature, str):
+        if temperature == "adaptive":
+            return temperature
+        msg = f"unknown temperature {temperature!r}: give {_TEMPERATURE_KINDS}"
+        raise ValueError(msg)
+    if isinstance(temperature, (bool, np.bool_, complex, np.complexfloating)):
+        msg = f"temperature must be {_TEMPERATURE_KINDS}, got {temperature!r} of type {type(temperature).__name__}"
+        raise TypeError(msg)
+    if isinstance(temperature, (int, float, np.integer, np.floating)):
+        try:
+            value = float(temperature)
+        except OverflowError:  # an int past float's range: as good as inf
+            value = math.inf
+        if not value > 0:
+            msg = f"temperature must be positive, got {temperature!r}"
+            raise ValueError(msg)
+        return value
+    return _temperature_array(xp, temperature, x, axes)
+
+
+def _temperature_array(xp, temperature, x, axes):
+    """A per-row temperature as an array of the batch shape, checked where it can be."""
+    try:
+        t = xp.asarray(temperature, device=array_api_compat.device(x))
+    except (TypeError, ValueError, RuntimeError) as error:
+        msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
+        raise TypeError(msg) from error
+    kind = _dtype_kind(xp, t.dtype)
+    if kind not in ("floating", "promote") or xp.isdtype(t.dtype, "bool"):
+        msg = f"temperature must be {_TEMPERATURE_KINDS}, got an array of dtype {t.dtype}"
+        raise TypeError(msg)
+    dtype = xp.float32 if _reference._is_half(x.dtype) else x.dtype
+    if t.dtype != dtype:
+        t = xp.astype(t, dtype)
+    shape = tuple(x.shape)
+    batch = tuple(s for a, s in enumerate(shape) if a not in axes)
+    if t.ndim == len(shape) and all(t.shape[a] == 1 for a in axes):
+        t = xp.reshape(t, tuple(s for a, s in enumerate(t.shape) if a not in axes))  # keepdims form
+    try:
+        t = xp.broadcast_to(t, batch)
+    except (ValueError, RuntimeError) as error:
+        keepdims = tuple(1 if a in axes else s for a, s in enumerate(shape))
+        msg = (
+            f"temperature of shape {tuple(temperature.shape)} broadcasts neither to the batch shape {batch} "
+            f"(x's shape {shape} without the reduced axes) nor to the keepdims shape {keepdims}"
+        )
+        raise ValueError(msg) from error
+    if not array_api_compat.is_dask_array(t):  # a lazy Dask array is not computed here
+        try:
+            bad = bool(xp.any(~(t > 0)))
+        except TypeError:  # a JAX tracer (inside jit or vmap): such rows give NaN
+            bad = False
+        if bad:
+            msg = "temperature must be positive: the array has zero, negative or NaN entries"
+            raise ValueError(msg)
+    return t
 
 
 def _quiet_numpy(xp):

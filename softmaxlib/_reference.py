@@ -19,6 +19,11 @@ Names follow the papers:
 * two-pass (Dukhan & Ablavatski 2020): e^x = p 2^n with p = e^t, t = x - n ln 2, and the
   sum kept as an extended-exponent pair (v, e) merged with
   (v, e) + (v', e') = (v 2^(e - M) + v' 2^(e' - M), M), M = max(e, e').
+
+A ``temperature`` rescales the clean row before the algorithm runs: op(x / T) is
+computed as op(z) with z = (x - max x) / T (max-shifted first, so that a small T
+cannot overflow x / T), logsumexp adding max x / T back.  The adaptive temperature
+(Velickovic et al. 2024) is z = beta (x - max x), with beta from the row's entropy.
 """
 
 import math
@@ -30,6 +35,12 @@ ALGORITHMS = ("three-pass", "three-pass-reload", "online", "two-pass")
 AUTO_ALGORITHM = "three-pass-reload"
 
 OPERATIONS = ("softmax", "log_softmax", "logsumexp")
+
+#: The adaptive temperature's fit beta = p(H) of Velickovic et al. 2024 (arXiv
+#: 2410.01104, Fig. 5), coefficients highest power first, and the entropy above which
+#: it applies.
+ADAPTIVE_POLYNOMIAL = (-0.037, 0.481, -2.3, 4.917, -1.791)
+ADAPTIVE_MIN_ENTROPY = 0.5
 
 # Rows are split into blocks of this many entries for the online and two-pass
 # algorithms: a block stands for one SIMD lane's or one thread's piece of the row.
@@ -44,30 +55,55 @@ LN2_HI = float.fromhex("0x1.62E8p-1")
 LN2_LO = float.fromhex("-0x1.E8082E3086543p-16")
 
 
-def compute(xp, op, x, axes, where, algorithm):
+def compute(xp, op, x, axes, where, algorithm, temperature=None):
     """Compute ``op`` of ``x`` over ``axes`` with the reference ``algorithm``.
 
     ``x`` is a floating array of the namespace ``xp`` with ``size > 0`` or not;
     ``axes`` a sorted tuple of distinct non-negative axes (may be empty only for
     ``x.ndim == 0``, which the caller reshapes beforehand); ``where`` None or a boolean
-    array of ``x``'s shape.  Returns the unreduced result for softmax and log_softmax
-    and the reduced one (axes removed) for logsumexp, in ``x``'s dtype.
+    array of ``x``'s shape.  ``temperature`` is None, a Python float (positive, may be
+    ``inf``), the string ``"adaptive"``, or a floating array of the batch shape (``x``'s
+    shape without ``axes``); rows whose temperature is not positive (NaN, say, from a
+    traced array nobody could check) give NaN.  Returns the unreduced result for softmax
+    and log_softmax and the reduced one (axes removed) for logsumexp, in ``x``'s dtype.
     """
     if algorithm == "auto":
         algorithm = AUTO_ALGORITHM
+    run = _ALGORITHMS[algorithm]
+    if temperature is None:
+        return on_rows(xp, op, x, axes, where, lambda op, rows, valid, clean: (run(xp, op, clean), None))
+
+    def scaled(op, rows, valid, clean):
+        return _with_temperature(xp, op, run, rows, valid, clean, temperature)
+
+    return on_rows(xp, op, x, axes, where, scaled)
+
+
+def on_rows(xp, op, x, axes, where, core, special_op=None):
+    """Run ``core`` on the clean rows of ``x`` and apply the contract around it.
+
+    The frame every reference shares: float16 and bfloat16 computed in float32,
+    the reduced axes made rows, empty inputs, the special values set aside
+    (``clean``: masked, NaN and +inf entries as -inf) and applied afterwards, the
+    layout and dtype restored.  ``core(op, rows, valid, clean)`` returns
+    ``(result, nan_rows)``, ``nan_rows`` None or a boolean (batch..., 1) array of
+    rows to make NaN.  ``special_op`` names whose special values apply ("softmax",
+    "log_softmax", "logsumexp"; default ``op``).
+    """
     out_dtype = x.dtype
     if _is_half(x.dtype):
         # float16 and bfloat16 are computed in float32 and rounded once at the end.
         x = xp.astype(x, xp.float32)
+    special_op = special_op or op
     batch_shape, rows, valid = _to_rows(xp, x, axes, where)
     n = rows.shape[-1]
     if n == 0 or math.prod(batch_shape) == 0:
-        result = _empty_result(xp, op, rows)
+        result = _empty_result(xp, special_op, rows)
     else:
         clean = xp.where(valid & ~xp.isnan(rows) & (rows != math.inf), rows, -math.inf)
-        result = _ALGORITHMS[algorithm](xp, op, clean)
-        result = _apply_special_values(xp, op, rows, valid, result)
-    if op == "logsumexp":
+        result, nan_rows = core(op, rows, valid, clean)
+        result = _apply_special_values(xp, special_op, rows, valid, result, nan_rows)
+    if special_op == "logsumexp":
         result = xp.reshape(result, batch_shape)
     else:
         result = _from_rows(xp, result, x.shape, axes)
@@ -138,12 +174,17 @@ def online(xp, op, x):
     merges the pairs with the associative operator, in a pairwise tree; pass 2 writes
     exp(x - m) / d with the merged pair.
     """
+    m, d = online_normaliser(xp, x)
+    return _max_based_result(xp, op, x, m, d, None)
+
+
+def online_normaliser(xp, x):
+    """The row's (m, d) (keepdims), merged from per-block pairs in a pairwise tree."""
     blocks = _blocks(xp, x, -math.inf)
     m_b = _safe_max(xp, blocks)
     d_b = xp.sum(xp.exp(_subtract(xp, blocks, m_b)), axis=-1, keepdims=True)
     m, d = _tree_reduce(xp, _merge_max_sum, (-math.inf, 0.0), m_b[..., 0], d_b[..., 0])
-    m, d = m[..., None], d[..., None]
-    return _max_based_result(xp, op, x, m, d, None)
+    return m[..., None], d[..., None]
 
 
 def two_pass(xp, op, x):
@@ -188,6 +229,111 @@ _ALGORITHMS = {
     "online": online,
     "two-pass": two_pass,
 }
+
+
+# --------------------------------------------------------------------------- temperature
+
+
+def _with_temperature(xp, op, run, rows, valid, clean, temperature):
+    """``run`` on the clean row rescaled by ``temperature``: (result, rows to make NaN).
+
+    The row is shifted by its max first, z = (x - m) / T, so that no T overflows it;
+    z keeps the clean row's form (finite or -inf, max 0), so every algorithm runs on
+    it unchanged.  logsumexp adds m / T back.  Where x - m itself overflowed (|x| and
+    |m| near the range's end, of opposite signs), z = x / T - m / T: no cancellation
+    there, and a large T brings it back into range.
+    """
+    m = _safe_max(xp, clean)
+    shifted = _subtract(xp, clean, m)  # <= 0, or -inf
+    finite = shifted > -math.inf
+    overflowed = (clean > -math.inf) & ~finite
+    zero = xp.zeros_like(shifted)
+    # The inner where()s keep -inf out of the unselected branches: their gradients
+    # would be inf * 0 = NaN under automatic differentiation.
+    shifted_safe = xp.where(finite, shifted, zero)
+    nan_rows = None
+    if isinstance(temperature, str):  # "adaptive": z = beta (x - m), beta >= 1
+        beta = adaptive_beta(xp, shifted)
+        z = xp.where(finite, _multiply(xp, shifted_safe, beta), -math.inf)
+        offset = _multiply(xp, m, beta)
+    else:
+        if not isinstance(temperature, float):
+            temperature = xp.astype(temperature, rows.dtype)[..., None]
+            nan_rows = ~(temperature > 0)  # NaN or <= 0: only a traced array gets here
+        z = xp.where(
+            finite,
+            _divide(xp, shifted_safe, temperature),
+            xp.where(overflowed, _divide_overflowed(xp, xp.where(overflowed, clean, zero), m, temperature), -math.inf),
+        )
+        offset = _divide(xp, m, temperature)
+    result = run(xp, op, z)
+    if op == "logsumexp":
+        result = result + xp.squeeze(offset, axis=-1)
+    return result, nan_rows
+
+
+# Rescaling without a floating-point exception: every operation below is guarded so
+# that a result past the range is written as +-inf, never formed by overflowing (a
+# lazy backend, Dask or array-api-strict, would raise NumPy's warning outside any
+# errstate the caller sets).
+
+
+def _divide(xp, a, temperature):
+    """a / T for finite a and T > 0, past the range +-inf; 0 where a = 0 (also where T
+    rounded to 0 in the dtype) and where T = inf."""
+    big = xp.finfo(a.dtype).max
+    if isinstance(temperature, float):
+        if temperature == math.inf:
+            return xp.zeros_like(a)
+        keep = a == 0
+        over = xp.abs(a) > big * min(temperature, 1.0)
+    else:
+        keep = (a == 0) | (temperature == math.inf)
+        over = ~keep & (xp.abs(a) > big * xp.where(temperature < 1, temperature, xp.ones_like(temperature)))
+    skip = keep | over
+    divisor = temperature if isinstance(temperature, float) else xp.where(skip, 1.0, temperature)
+    quotient = xp.where(skip, xp.zeros_like(a), a) / divisor
+    return xp.where(over, xp.where(a < 0, -math.inf, xp.full_like(a, math.inf)), quotient)
+
+
+def _divide_overflowed(xp, x, m, temperature):
+    """(x - m) / T where x - m itself overflowed: x / T - m / T (opposite signs, no
+    cancellation), which is back in range only for T > 1."""
+    if isinstance(temperature, float):
+        if temperature <= 1:
+            return xp.full_like(x, -math.inf)
+        return _subtract(xp, x / temperature, m / temperature)
+    above = temperature > 1
+    safe = xp.where(above, temperature, xp.ones_like(temperature))
+    return xp.where(above, _subtract(xp, x / safe, m / safe), -math.inf)
+
+
+def _multiply(xp, a, beta):
+    """a beta for finite a and finite beta >= 1, past the range +-inf."""
+    over = xp.abs(a) > xp.finfo(a.dtype).max / beta
+    product = xp.where(over, xp.zeros_like(a), a) * beta
+    return xp.where(over, xp.where(a < 0, -math.inf, xp.full_like(a, math.inf)), product)
+
+
+def adaptive_beta(xp, shifted):
+    """Velickovic et al.'s beta = max(1, p(H)) where H > 0.5, else 1 (keepdims).
+
+    H is the exact Shannon entropy of softmax(x), from the sums the normaliser needs:
+    with d = sum e^(x - m) and S1 = sum e^(x - m) (x - m) over the row,
+    H = log d - S1 / d.  (The paper's listing adds 1e-9 inside its log; we do not.)
+    ``shifted`` is x - m, entries <= 0 or -inf; an all -inf row gives beta 1 (its
+    result is NaN or -inf whatever beta is).
+    """
+    finite = shifted > -math.inf
+    e = xp.exp(shifted)
+    d = xp.sum(e, axis=-1, keepdims=True)
+    s1 = xp.sum(xp.where(finite, e * xp.where(finite, shifted, xp.zeros_like(shifted)), 0.0), axis=-1, keepdims=True)
+    d = xp.where(d == 0, xp.ones_like(d), d)
+    entropy = xp.log(d) - s1 / d
+    fit = xp.zeros_like(entropy)
+    for coefficient in ADAPTIVE_POLYNOMIAL:  # Horner
+        fit = fit * entropy + coefficient
+    return xp.where(entropy > ADAPTIVE_MIN_ENTROPY, xp.maximum(fit, xp.ones_like(fit)), xp.ones_like(fit))
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -301,20 +447,34 @@ def _tree_reduce(xp, merge, identity, a, b):
 # --------------------------------------------------------------------------- the contract
 
 
-def _apply_special_values(xp, op, x, valid, result):
+def _apply_special_values(xp, op, x, valid, result, nan_rows=None):
     """Apply the contract's rules for NaN, +inf, all -inf and fully masked rows.
 
-    In order of precedence: a NaN in an unmasked entry makes the row NaN; +inf
-    entries share the mass evenly (logsumexp +inf); a row with no unmasked entry
-    gives 0 / -inf / -inf; a row that is all -inf gives NaN / NaN / -inf.
-    Masked entries always get 0 (softmax) or -inf (log_softmax).
+    In order of precedence: a NaN in an unmasked entry (or a row in ``nan_rows``)
+    makes the row NaN; +inf entries share the mass evenly (logsumexp +inf); a row
+    with no unmasked entry gives 0 / -inf / -inf; a row that is all -inf gives
+    NaN / NaN / -inf.  Masked entries always get 0 (softmax) or -inf (log_softmax).
     """
-    dtype = x.dtype
+    flags = row_flags(xp, x, valid, nan_rows)
+    return apply_row_flags(xp, op, flags, valid & (x == math.inf), valid, result)
+
+
+def row_flags(xp, x, valid, nan_rows=None):
+    """What the contract needs to know of each row (keepdims): NaN, count of +inf,
+    no unmasked entry, every unmasked entry -inf."""
     nan_row = xp.any(valid & xp.isnan(x), axis=-1, keepdims=True)
-    posinf = valid & (x == math.inf)
-    n_posinf = xp.sum(xp.astype(posinf, dtype), axis=-1, keepdims=True)
+    if nan_rows is not None:
+        nan_row = nan_row | nan_rows
+    n_posinf = xp.sum(xp.astype(valid & (x == math.inf), x.dtype), axis=-1, keepdims=True)
     no_valid = ~xp.any(valid, axis=-1, keepdims=True)
     all_neginf = ~no_valid & ~xp.any(valid & (x > -math.inf), axis=-1, keepdims=True)
+    return nan_row, n_posinf, no_valid, all_neginf
+
+
+def apply_row_flags(xp, op, flags, posinf, valid, result):
+    """``_apply_special_values`` given the rows' flags and the entries' ``posinf``
+    (unmasked +inf) and ``valid``, of ``result``'s shape (top-k passes k entries)."""
+    nan_row, n_posinf, no_valid, all_neginf = flags
     nan = xp.full_like(n_posinf, math.nan)
     if op == "logsumexp":
         result = result[..., None]
@@ -322,10 +482,11 @@ def _apply_special_values(xp, op, x, valid, result):
         result = xp.where(n_posinf > 0, math.inf, result)
         return xp.squeeze(xp.where(nan_row, nan, result), axis=-1)
     count = xp.where(n_posinf > 0, n_posinf, xp.ones_like(n_posinf))
+    zero = xp.zeros_like(result)
     if op == "softmax":
-        shared, left_out = xp.where(posinf, 1 / count, xp.zeros_like(x)), 0.0
+        shared, left_out = xp.where(posinf, 1 / count, zero), 0.0
     else:
-        shared, left_out = xp.where(posinf, -xp.log(count), xp.full_like(x, -math.inf)), -math.inf
+        shared, left_out = xp.where(posinf, -xp.log(count), zero - math.inf), -math.inf
     result = xp.where(n_posinf > 0, shared, result)
     result = xp.where(all_neginf | nan_row, nan, result)
     result = xp.where(no_valid | ~valid, left_out, result)

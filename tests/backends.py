@@ -34,6 +34,9 @@ class BackendCase:
     unavailable: object = lambda: None
     #: Can the call be compiled first (JAX: jax.jit), as a user's model would run it?
     jit: bool = False
+    #: Is every call a large compilation (the reference under jax.jit)?  Suites with
+    #: many cases then run the subset marked for such paths.
+    slow_compile: bool = False
 
     def call(self, function, x, *, compiled=False, **kwargs):
         """``function(x, **kwargs)``, under jax.jit if ``compiled`` and the path has it.
@@ -199,6 +202,7 @@ CASES.append(
         _to_float64,
         context=lambda: _jax_reference(),
         jit=True,
+        slow_compile=True,
     )
 )
 

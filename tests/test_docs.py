@@ -115,7 +115,7 @@ def _docstring_tests():
     return {t.name.rsplit(".", 1)[-1]: t for t in tests}
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp", "softmax_topk", "stablemax", "log_stablemax"])
 def test_docstring_examples(name, request):
     if name in KNOWN_BAD_DOCSTRINGS:
         request.applymarker(pytest.mark.xfail(reason=KNOWN_BAD_DOCSTRINGS[name], strict=True))
