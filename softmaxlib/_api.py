@@ -99,7 +99,7 @@ def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp
     array([[0.26894142, 0.73105858],
            [0.5       , 0.5       ]])
     """
-    return _compute("softmax", x, axis, where, algorithm, xp, temperature=temperature)
+    return _compute("softmax", x, axis, where, algorithm, xp, False, temperature)
 
 
 def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None):
@@ -135,7 +135,7 @@ def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto"
     >>> softmaxlib.log_softmax(np.array([1.0, 2.0, 3.0]), temperature=0.5)
     array([-4.14293163, -2.14293163, -0.14293163])
     """
-    return _compute("log_softmax", x, axis, where, algorithm, xp, temperature=temperature)
+    return _compute("log_softmax", x, axis, where, algorithm, xp, False, temperature)
 
 
 def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, temperature=None, algorithm="auto", xp=None):
@@ -177,7 +177,7 @@ def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, temperature=None, al
     >>> softmaxlib.logsumexp(np.array([1.0, 2.0, 3.0]), temperature=0.5)
     array(6.14293163)
     """
-    return _compute("logsumexp", x, axis, where, algorithm, xp, keepdims=keepdims, temperature=temperature)
+    return _compute("logsumexp", x, axis, where, algorithm, xp, keepdims, temperature)
 
 
 def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
@@ -373,15 +373,15 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
         x = xp.reshape(x, (1,))
         where = None if where is None else xp.reshape(where, (1,))
         axes = (0,)
-    if temperature is not None:
-        temperature = _check_temperature(xp, temperature, x, axes)
 
     result = NotImplemented
     fast = _backends.fast_path(xp)
-    if fast is not None and math.prod(x.shape) > 0:
-        if temperature is None:
+    if temperature is None:  # the call every path has always taken, unchanged
+        if fast is not None and math.prod(x.shape) > 0:
             result = fast.compute(op, x, axes, where, algorithm)
-        else:
+    else:
+        temperature = _check_temperature(xp, temperature, x, axes)
+        if fast is not None and math.prod(x.shape) > 0:
             result = fast.compute(op, x, axes, where, algorithm, temperature=temperature)
     if result is NotImplemented:
         with _quiet_numpy(xp):
