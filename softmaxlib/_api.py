@@ -560,7 +560,7 @@ def _temperature_array(xp, temperature, x, axes):
     dtype = xp.float32 if _reference._is_half(x.dtype) else x.dtype
     if t.dtype != dtype:
         t = xp.astype(t, dtype)
-    shape = tuple(x.shape)
+    shape, given = tuple(x.shape), tuple(t.shape)
     batch = tuple(s for a, s in enumerate(shape) if a not in axes)
     if t.ndim == len(shape) and all(t.shape[a] == 1 for a in axes):
         t = xp.reshape(t, tuple(s for a, s in enumerate(t.shape) if a not in axes))  # keepdims form
@@ -569,7 +569,7 @@ def _temperature_array(xp, temperature, x, axes):
     except (ValueError, RuntimeError) as error:
         keepdims = tuple(1 if a in axes else s for a, s in enumerate(shape))
         msg = (
-            f"temperature of shape {tuple(temperature.shape)} broadcasts neither to the batch shape {batch} "
+            f"temperature of shape {given} broadcasts neither to the batch shape {batch} "
             f"(x's shape {shape} without the reduced axes) nor to the keepdims shape {keepdims}"
         )
         raise ValueError(msg) from error

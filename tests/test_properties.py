@@ -104,3 +104,50 @@ def test_permutation_equivariance(path, algorithm, dtype, data):
     y_perm = _run(path, softmaxlib.softmax, x[..., perm], algorithm=algorithm).astype(np.float64)
     tol = 2 * _tol(dtype, x)[..., perm]
     np.testing.assert_array_less(np.abs(y_perm - y[..., perm]), tol * y[..., perm] + np.finfo(dtype).tiny)
+
+
+# ------------------------------------------------------------------ the family (issue 8)
+
+
+def family_property_test(test):
+    """A hypothesis test drawing from ``data``, run per dtype and path (no algorithm)."""
+    test = settings(max_examples=40, deadline=None)(given(data=st.data())(test))
+    for name, values in (("path", PATHS), ("dtype", DTYPES)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
+@property_test
+def test_power_of_two_temperature_is_exact_rescaling(path, algorithm, dtype, data):
+    # x / T is exact for T a power of two (within the range), so softmax(x, T) must
+    # match softmax(x / T) to the plain tolerance of the scaled row.
+    x = data.draw(rows(dtype, 1e4))
+    t = float(data.draw(st.sampled_from([2.0**-6, 0.5, 2.0, 2.0**10])))
+    y = _run(path, softmaxlib.softmax, x, temperature=t, algorithm=algorithm).astype(np.float64)
+    z = _run(path, softmaxlib.softmax, (x / dtype(t)).astype(dtype), algorithm=algorithm).astype(np.float64)
+    tol = 2 * _tol(dtype, x / dtype(t))
+    np.testing.assert_array_less(np.abs(y - z), tol * z + np.finfo(dtype).tiny)
+
+
+@family_property_test
+def test_stablemax_sums_to_one_and_matches_its_log(path, dtype, data):
+    x = data.draw(rows(dtype, float(np.finfo(dtype).max)))
+    y = _run(path, softmaxlib.stablemax, x).astype(np.float64)
+    log_y = _run(path, softmaxlib.log_stablemax, x).astype(np.float64)
+    n = x.shape[-1]
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=0, atol=(n + 2) * 2 * RTOL[dtype])
+    assert np.all(np.isfinite(log_y))  # no collapse to log 0 for any finite input
+    tol = 4 * RTOL[dtype] * np.maximum(1, np.abs(log_y))
+    np.testing.assert_array_less(np.abs(np.exp(log_y) - y), tol * y + np.finfo(dtype).tiny)
+
+
+@family_property_test
+def test_softmax_topk_is_a_sorted_slice_of_softmax(path, dtype, data):
+    x = data.draw(rows(dtype, 1e3))
+    k = data.draw(st.integers(1, x.shape[-1]))
+    values, indices = _run(path, softmaxlib.softmax_topk, x, k)
+    y = _run(path, softmaxlib.softmax, x)
+    # The indices: a stable descending sort of the logits, ties by index.
+    np.testing.assert_array_equal(indices, np.argsort(-x.astype(np.float64), axis=-1, kind="stable")[..., :k])
+    np.testing.assert_allclose(values, np.take_along_axis(y, indices, axis=-1), rtol=4 * RTOL[dtype], atol=0)
+    assert np.all(np.diff(values.astype(np.float64), axis=-1) <= 0)
