@@ -17,6 +17,7 @@
 #include "kernel_table.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
 #include "xla_ffi.h"
+#include "xla_ffi_family.h"
 #endif
 
 namespace py = pybind11;
@@ -206,6 +207,10 @@ PYBIND11_MODULE(_kernels, m) {
     d["softmaxlib_compute_masked"] = py::capsule(xla_ffi_compute_masked_handler());
     d["softmaxlib_accumulate"] = py::capsule(xla_ffi_accumulate_handler());
     d["softmaxlib_finish"] = py::capsule(xla_ffi_finish_handler());
+    d["softmaxlib_topk"] = py::capsule(xla_ffi_topk_handler());
+    d["softmaxlib_topk_masked"] = py::capsule(xla_ffi_topk_masked_handler());
+    d["softmaxlib_stablemax"] = py::capsule(xla_ffi_stablemax_handler());
+    d["softmaxlib_stablemax_masked"] = py::capsule(xla_ffi_stablemax_masked_handler());
 #endif
     return d;
   });
