@@ -164,7 +164,9 @@ def softmax_topk(x, k, axis, where):
         return v, i
 
     def reference(x, where):
-        return tuple(_reference_topk(x, k, axis, where))
+        # (the branches must agree on the index dtype: JAX's default int)
+        v, i = _reference_topk(x, k, axis, where)
+        return v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))
 
     return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
 
@@ -255,7 +257,8 @@ def _primitive():
         # Other platforms: the reference (see jax_ffi._primitive).
         where = where[0] if where else None
         if kind == "topk":
-            return list(_reference_topk(x, k, x.ndim - 1, where))
+            v, i = _reference_topk(x, k, x.ndim - 1, where)
+            return [v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))]
         return [_reference_stablemax(kind, x, tuple(range(x.ndim - n_reduced, x.ndim)), where)]
 
     prim.def_impl(impl)
