@@ -11,7 +11,9 @@ Run (from the repository root, on an otherwise idle machine)::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/topk_bar.py
 
 Prints the median of ``--repeats`` timings of each (each timing the mean of
-``--number`` calls) and the ratios.
+``--number`` calls; the rounds interleave the contenders) and the ratios.
+(``forced_isa`` switches the ISA unit process-wide; its cost, a lock and two
+calls, is inside the softmaxlib timings.)
 """
 
 import argparse
@@ -28,9 +30,17 @@ import scipy.special
 from softmaxlib._backends import numpy_native
 
 
-def _median_seconds(fn, number, repeats):
-    fn()  # warm up (allocations, the pool, code paths)
-    return statistics.median(t / number for t in timeit.repeat(fn, number=number, repeat=repeats))
+def _interleaved_medians(fns, number, repeats):
+    """Median seconds per call of each fn; the repeats are interleaved (one timing of
+    every fn per round), so a busy machine slows them alike."""
+    for fn in fns.values():
+        fn()  # warm up (allocations, the pool, code paths)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            n = number.get(name, 1)
+            times[name].append(timeit.timeit(fn, number=n) / n)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _scipy_topk(x, k):
@@ -54,7 +64,7 @@ def main():
     x = rng.standard_normal((args.rows, args.cols), dtype=np.float32) * 3
     k = args.k
     numpy_native.set_num_threads(1)
-    results = {}
+    fns, number = {}, {}
 
     try:
         import torch
@@ -63,20 +73,27 @@ def main():
     if torch is not None:
         torch.set_num_threads(1)
         xt = torch.from_numpy(x)
-        results["torch.topk(torch.softmax)"] = _median_seconds(
-            lambda: torch.topk(torch.softmax(xt, -1), k), args.number, args.repeats
-        )
-    results["scipy softmax + argpartition"] = _median_seconds(
-        lambda: _scipy_topk(x, k), max(1, args.number // 4), args.repeats
-    )
+        fns["torch.topk(torch.softmax)"] = lambda: torch.topk(torch.softmax(xt, -1), k)
+        number["torch.topk(torch.softmax)"] = args.number
+    fns["scipy softmax + argpartition"] = lambda: _scipy_topk(x, k)
+    number["scipy softmax + argpartition"] = max(1, args.number // 4)
     ref_v, ref_i = _scipy_topk(x.astype(np.float64), k)
-    for isa in numpy_native.info()["isas_supported"]:
-        with numpy_native.forced_isa(isa):
-            v, i = numpy_native.softmax_topk(x, k, 1, None)
-            assert (i == ref_i).all() and np.allclose(v, ref_v, rtol=1e-6, atol=0), isa
-            results[f"softmaxlib softmax_topk [{isa}]"] = _median_seconds(
-                lambda: numpy_native.softmax_topk(x, k, 1, None), args.number, args.repeats
-            )
+
+    def ours(isa):
+        def run():
+            with numpy_native.forced_isa(isa):
+                return numpy_native.softmax_topk(x, k, 1, None)
+
+        return run
+
+    for isa in ("avx512f", "avx2"):
+        if isa not in numpy_native.info()["isas_supported"]:
+            continue
+        v, i = ours(isa)()
+        assert (i == ref_i).all() and np.allclose(v, ref_v, rtol=1e-6, atol=0), isa
+        fns[f"softmaxlib softmax_topk [{isa}]"] = ours(isa)
+        number[f"softmaxlib softmax_topk [{isa}]"] = args.number
+    results = _interleaved_medians(fns, number, args.repeats)
 
     print(f"float32 {args.rows}x{args.cols}, k={k}, one thread; median of {args.repeats} x {args.number} calls")
     for name, t in results.items():
