@@ -203,3 +203,19 @@ def test_sharding_in_subprocess():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["same"]
     assert not result["gather"]  # batch-partitionable: each device its own rows
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"kind": "topk", "n_reduced": 1, "k": 9}, "k must be in"),
+    ],
+)
+def test_errors_are_ffi_errors(params, message):
+    # The Python side validates k; the handlers still refuse bad input with a
+    # message instead of crashing.
+    from softmaxlib._backends import jax_ffi_family
+
+    x = jnp.ones((2, 8), jnp.float32)
+    with pytest.raises(Exception, match=message):
+        jax.block_until_ready(jax_ffi_family._primitive().bind(x, **params))
