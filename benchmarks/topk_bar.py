@@ -32,13 +32,13 @@ from softmaxlib._backends import numpy_native
 
 def _interleaved_medians(fns, number, repeats):
     """Median seconds per call of each fn; the repeats are interleaved (one timing of
-    every fn per round), so a busy machine slows them alike."""
-    for fn in fns.values():
-        fn()  # warm up (allocations, the pool, code paths)
+    every fn per round), so a busy machine slows them alike. Each timing follows an
+    untimed call of the same fn, so that none pays for the caches another left."""
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             n = number.get(name, 1)
+            fn()
             times[name].append(timeit.timeit(fn, number=n) / n)
     return {name: statistics.median(t) for name, t in times.items()}
 
