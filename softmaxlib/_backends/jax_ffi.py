@@ -75,6 +75,10 @@ def _auto(op, dtype, row):
 
 def compute(op, x, axes, where, algorithm, temperature=None):
     """``op`` over ``axes`` of the JAX array (or tracer) ``x``; see ``_reference.compute``."""
+    if op in ("stablemax", "log_stablemax") and temperature is None:
+        from softmaxlib._backends import jax_ffi_family
+
+        return jax_ffi_family.stablemax(op, x, axes, where)
     if op not in _OPS or temperature is not None or not _registered():
         return NotImplemented
     import jax
@@ -99,6 +103,13 @@ def compute(op, x, axes, where, algorithm, temperature=None):
         return _reference.compute(xp, op, x, axes, where, algorithm)
 
     return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
+
+
+def softmax_topk(x, k, axis, where):
+    """Fused softmax + top-k of a JAX array along ``axis``; see ``jax_ffi_family``."""
+    from softmaxlib._backends import jax_ffi_family
+
+    return jax_ffi_family.softmax_topk(x, k, axis, where)
 
 
 def _native(op, alg, x, axes, where):

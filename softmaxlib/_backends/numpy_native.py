@@ -69,6 +69,8 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     """
     if _kernels is None or type(x) is not np.ndarray or temperature is not None:
         return NotImplemented
+    if op in _FAMILY_OPS:
+        return _stablemax(op, x, axes, where)
     code = _DTYPES.get(x.dtype)
     if code is None or x.size == 0:
         return NotImplemented
@@ -85,6 +87,61 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     y = np.empty(shape, dtype=x.dtype)
     _kernels.compute(_OPS[op], alg, code, x, _axes_mask(axes), y, where)
     return y
+
+
+_FAMILY_OPS = {"stablemax": 0, "log_stablemax": 1}
+
+
+def _stablemax(op, x, axes, where):
+    """StableMax / log-StableMax natively (``compute``'s contract; no algorithms)."""
+    code = _DTYPES.get(x.dtype)
+    if code is None or x.size == 0 or not axes:
+        return NotImplemented
+    y = np.empty(x.shape, dtype=x.dtype)
+    _kernels.stablemax(_FAMILY_OPS[op], code, x, _axes_mask(axes), y, _mask_of(where, x.shape))
+    return y
+
+
+def softmax_topk(x, k, axis, where):
+    """The k largest entries of ``softmax(x, axis, where=where)`` and their indices.
+
+    One read of ``x`` per row (Milakov & Gimelshein 2018): the online normaliser
+    and a running top-k of the logits, merged across lanes, chunks and threads
+    in a fixed order, so the result does not depend on the thread count.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float16, bfloat16, float32 or float64, any strides, ``x.ndim >= 1``.
+    k : int
+        ``1 <= k <= x.shape[axis]`` (validated by the caller).
+    axis : int
+        A single non-negative axis.
+    where : numpy.ndarray or None
+        Bool mask broadcastable to ``x.shape``.
+
+    Returns
+    -------
+    (values, indices) or NotImplemented
+        ``values`` in ``x.dtype`` and ``indices`` int64, of ``x.shape`` with
+        ``axis`` of length ``k`` (views with ``axis`` moved into place). Sorted by
+        probability descending, ties by the lower index; masked entries rank after
+        every unmasked one (value 0), ``-inf`` entries after the finite ones (value
+        0); ``+inf`` entries share the mass. A NaN in an unmasked entry makes every
+        value NaN (the indices are then k distinct indices, in no promised order).
+        ``NotImplemented`` for what the kernels do not take (other dtypes, empty
+        arrays, non-NumPy arrays, 0-d input).
+    """
+    if _kernels is None or type(x) is not np.ndarray or x.ndim == 0 or x.size == 0:
+        return NotImplemented
+    code = _DTYPES.get(x.dtype)
+    if code is None:
+        return NotImplemented
+    batch = x.shape[:axis] + x.shape[axis + 1 :]
+    values = np.empty(batch + (k,), dtype=x.dtype)
+    indices = np.empty(batch + (k,), dtype=np.int64)
+    _kernels.softmax_topk(code, x, axis, k, _mask_of(where, x.shape), values, indices)
+    return np.moveaxis(values, -1, axis), np.moveaxis(indices, -1, axis)
 
 
 def _mask_of(where, shape):

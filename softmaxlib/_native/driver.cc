@@ -913,3 +913,7 @@ void finish(Op op, DType dtype, const Strided& x, const std::vector<bool>& reduc
 
 }  // namespace driver
 }  // namespace softmaxlib
+
+// The softmax family (fused top-k, StableMax): its own file, sharing this
+// file's internals.
+#include "driver_family.inc"

@@ -2,9 +2,11 @@
 // namespace softmaxlib::avx2 (compiled with this unit's own -m flags, see
 // CMakeLists.txt).
 #include "kernel_table.h"
+#include "family_table.h"
 
 // System headers first: kernels.inc and simd_*.h are included inside the
 // namespace below and must not pull declarations into it.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -21,6 +23,7 @@ namespace avx2 {
 
 #include "simd_avx2.h"
 #include "kernels.inc"
+#include "family.inc"
 
 }  // namespace avx2
 }  // namespace softmaxlib

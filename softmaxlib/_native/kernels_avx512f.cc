@@ -2,9 +2,11 @@
 // namespace softmaxlib::avx512f (compiled with this unit's own -m flags, see
 // CMakeLists.txt).
 #include "kernel_table.h"
+#include "family_table.h"
 
 // System headers first: kernels.inc and simd_*.h are included inside the
 // namespace below and must not pull declarations into it.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -21,6 +23,7 @@ namespace avx512f {
 
 #include "simd_avx512f.h"
 #include "kernels.inc"
+#include "family.inc"
 
 }  // namespace avx512f
 }  // namespace softmaxlib

@@ -13,9 +13,11 @@
 #include <vector>
 
 #include "driver.h"
+#include "driver_family.h"
 #include "kernel_table.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
 #include "xla_ffi.h"
+#include "xla_ffi_family.h"
 #endif
 
 namespace py = pybind11;
@@ -135,6 +137,42 @@ py::array_t<S> apply_exp(py::array_t<S, py::array::c_style | py::array::forcecas
   return y;
 }
 
+// The softmax family. softmax_topk: values (x's dtype) and indices (int64),
+// C-contiguous of the batch shape + (k,).
+void softmax_topk(int dtype, const py::array& x, std::size_t axis, std::size_t k, const py::object& where,
+                  py::array& values, py::array& indices) {
+  const drv::DType dt = dtype_code(dtype, x);
+  if (axis >= std::size_t(x.ndim())) throw std::invalid_argument("axis out of range");
+  py::array keep;
+  const drv::Strided w = mask_of(where, std::size_t(x.ndim()), keep);
+  std::size_t n = std::size_t(x.shape(axis)), rows = std::size_t(x.size()) / std::max<std::size_t>(n, 1);
+  if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, x.shape[axis]]");
+  if (n == 0 || x.size() == 0) return;
+  check_output(values, drv::item_size(dt), rows * k, "values");
+  check_output(indices, sizeof(std::int64_t), rows * k, "indices");
+  const drv::Strided xs = strided(x);
+  void* vp = values.mutable_data();
+  auto* ip = static_cast<std::int64_t*>(indices.mutable_data());
+  py::gil_scoped_release release;
+  drv::softmax_topk(dt, xs, axis, k, w, vp, ip, drv::pool_runner());
+}
+
+// op 0 stablemax, 1 log_stablemax; y as compute's.
+void stablemax(int op, int dtype, const py::array& x, std::uint64_t axes, py::array& y, const py::object& where) {
+  if (op != 0 && op != 1) throw std::invalid_argument("bad stablemax op code");
+  const drv::DType dt = dtype_code(dtype, x);
+  const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
+  py::array keep;
+  const drv::Strided w = mask_of(where, reduced.size(), keep);
+  std::size_t n, rows = batch_size(x, reduced, n);
+  if (rows == 0 || n == 0) return;
+  check_output(y, drv::item_size(dt), rows * n, "y");
+  const drv::Strided xs = strided(x);
+  void* yp = y.mutable_data();
+  py::gil_scoped_release release;
+  drv::stablemax(drv::FamilyOp(op), dt, xs, reduced, w, yp, drv::pool_runner());
+}
+
 }  // namespace
 }  // namespace softmaxlib
 
@@ -169,10 +207,19 @@ PYBIND11_MODULE(_kernels, m) {
     d["softmaxlib_compute_masked"] = py::capsule(xla_ffi_compute_masked_handler());
     d["softmaxlib_accumulate"] = py::capsule(xla_ffi_accumulate_handler());
     d["softmaxlib_finish"] = py::capsule(xla_ffi_finish_handler());
+    d["softmaxlib_topk"] = py::capsule(xla_ffi_topk_handler());
+    d["softmaxlib_topk_masked"] = py::capsule(xla_ffi_topk_masked_handler());
+    d["softmaxlib_stablemax"] = py::capsule(xla_ffi_stablemax_handler());
+    d["softmaxlib_stablemax_masked"] = py::capsule(xla_ffi_stablemax_masked_handler());
 #endif
     return d;
   });
   m.def("chunk", [] { return current_table()->chunk; });
+  m.def("softmax_topk", &softmax_topk, py::arg("dtype"), py::arg("x"), py::arg("axis"), py::arg("k"), py::arg("where"),
+        py::arg("values"), py::arg("indices"),
+        "Fill values/indices (batch shape + (k,), C-contiguous) with the top k of softmax(x) along axis.");
+  m.def("stablemax", &stablemax, py::arg("op"), py::arg("dtype"), py::arg("x"), py::arg("axes"), py::arg("y"),
+        py::arg("where"), "Fill y with stablemax (op 0) or log_stablemax (op 1) of x over the axes bits.");
   m.def("_exp_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<float>(x, current_table()->exp_f32);
   });

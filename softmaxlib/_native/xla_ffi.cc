@@ -277,3 +277,7 @@ void* xla_ffi_finish_handler() { return reinterpret_cast<void*>(&SoftmaxlibFinis
 void* xla_ffi_compute_handler() { return reinterpret_cast<void*>(&SoftmaxlibCompute); }
 void* xla_ffi_compute_masked_handler() { return reinterpret_cast<void*>(&SoftmaxlibComputeMasked); }
 }  // namespace softmaxlib
+
+// The softmax family's handlers (fused top-k, StableMax): their own file,
+// sharing this file's pool runner and layout helpers.
+#include "xla_ffi_family.inc"

@@ -1,0 +1,292 @@
+"""The JAX fast path of the softmax family: fused softmax + top-k and StableMax.
+
+The same scheme as :mod:`softmaxlib._backends.jax_ffi` (which dispatches here):
+the native kernels' XLA FFI handlers (softmaxlib/_native/xla_ffi_family.inc)
+behind one primitive with a batching rule (``vmap``, nested too), a
+batch-partitionable lowering, ``lax.platform_dependent`` (the custom call on CPU,
+the generic reference elsewhere) and a ``jax.custom_jvp``:
+
+* StableMax, s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0), y = s / S: with
+  s'(x) = 1 resp. 1 / (1 - x)^2, ``dy = s' t / S - y sum(s' t) / S``; since
+  s' / s = 1 / (1 + |x|) =: g, that is ``dy = y (g t - sum(y g t))`` and
+  ``d log y = g t - sum(y g t)`` (no overflow: g <= 1).
+* Top-k: the values are softmax(x) at the indices, so
+  ``dv = v (t[idx] - sum_j y_j t_j)`` with y the full softmax (our custom call);
+  the indices are integers (a float0 tangent: not differentiable).
+"""
+
+import functools
+
+import numpy as np
+
+from softmaxlib._backends import jax_ffi
+
+_STABLEMAX_OPS = {"stablemax": 0, "log_stablemax": 1}
+_TARGETS = {
+    ("topk", False): "softmaxlib_topk",
+    ("topk", True): "softmaxlib_topk_masked",
+    ("stablemax", False): "softmaxlib_stablemax",
+    ("stablemax", True): "softmaxlib_stablemax_masked",
+}
+
+
+def _supported(x):
+    import jax.numpy as jnp
+
+    return jax_ffi._registered() and jnp.dtype(x.dtype).name in jax_ffi._DTYPES
+
+
+# --------------------------------------------------------------------------- references
+
+
+def _reference_stablemax(op, x, axes, where):
+    """The generic reference (helper A's ``softmaxlib._reference_stablemax``)."""
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(x)
+    try:
+        from softmaxlib import _reference_stablemax
+    except ImportError:  # pragma: no cover - until the reference is merged
+        return _jnp_stablemax(op, x, axes, where)
+    return _reference_stablemax.compute(xp, op, x, axes, where)
+
+
+def _jnp_stablemax(op, x, axes, where):  # pragma: no cover - see _reference_stablemax
+    import jax.numpy as jnp
+
+    keep = jnp.ones(x.shape, bool) if where is None else where
+    s = jnp.where(x >= 0, x + 1, 1 / (1 - x))
+    s = jnp.where(keep, s, 0)
+    y = s / jnp.sum(s, axis=axes, keepdims=True)
+    return y if op == "stablemax" else jnp.log(y)
+
+
+def _reference_topk(x, k, axis, where):
+    """The generic reference (helper A's ``softmaxlib._reference_topk``)."""
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(x)
+    try:
+        from softmaxlib import _reference_topk
+    except ImportError:  # pragma: no cover - until the reference is merged
+        import jax
+
+        p = jax.nn.softmax(x, axis=axis, where=where)
+        v, i = jax.lax.top_k(jax.numpy.moveaxis(p, axis, -1), k)  # ties: lower index first
+        return jax.numpy.moveaxis(v, -1, axis), jax.numpy.moveaxis(i, -1, axis)
+    return _reference_topk.softmax_topk(xp, x, k, axis, where)
+
+
+# --------------------------------------------------------------------------- StableMax
+
+
+def stablemax(op, x, axes, where):
+    """``op`` ("stablemax" / "log_stablemax") over ``axes`` of a JAX array or tracer."""
+    if op not in _STABLEMAX_OPS or not _supported(x):
+        return NotImplemented
+    import jax
+
+    def ours(x, where):
+        nd = x.ndim
+        perm = tuple(a for a in range(nd) if a not in axes) + tuple(axes)
+        moved = perm != tuple(range(nd))
+        if moved:
+            x = jax.numpy.transpose(x, perm)
+            where = None if where is None else jax.numpy.transpose(where, perm)
+        y = _stablemax_call(op, len(axes), x, where)
+        return jax.numpy.transpose(y, np.argsort(perm)) if moved else y
+
+    def reference(x, where):
+        return _reference_stablemax(op, x, axes, where)
+
+    return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
+
+
+def _stablemax_call(op, n_reduced, x, where):
+    import jax.numpy as jnp
+
+    if where is None:
+        return _stablemax_jvp(op, n_reduced, False)(x, jnp.zeros((), dtype=bool))
+    return _stablemax_jvp(op, n_reduced, True)(x, where)
+
+
+@functools.cache
+def _stablemax_jvp(op, n_reduced, masked):
+    import jax
+    import jax.numpy as jnp
+
+    red = tuple(range(-n_reduced, 0))
+
+    @jax.custom_jvp
+    def f(x, where):
+        operands = (x, where) if masked else (x,)
+        (y,) = _primitive().bind(*operands, kind=op, n_reduced=n_reduced, k=0)
+        return y
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        x, where = primals
+        t, _ = tangents
+        y = f(x, where)
+        g = 1 / (1 + jnp.abs(x))  # s'/s; 0 at +-inf
+        p = y if op == "stablemax" else jnp.exp(y)  # masked entries: 0
+        gt = g * t
+        mean = jnp.sum(p * gt, axis=red, keepdims=True)
+        ty = p * (gt - mean) if op == "stablemax" else gt - mean
+        if masked:
+            ty = jnp.where(where, ty, jnp.zeros_like(ty))
+        return y, ty
+
+    return f
+
+
+# --------------------------------------------------------------------------- top-k
+
+
+def softmax_topk(x, k, axis, where):
+    """(values, indices) of the top ``k`` of softmax(x) along ``axis`` (see numpy_native)."""
+    if not _supported(x) or x.ndim == 0:
+        return NotImplemented
+    import jax
+    import jax.numpy as jnp
+
+    def ours(x, where):
+        last = axis == x.ndim - 1
+        if not last:
+            x = jnp.moveaxis(x, axis, -1)
+            where = None if where is None else jnp.moveaxis(where, axis, -1)
+        if where is None:
+            v, i = _topk_jvp(k, False)(x, jnp.zeros((), dtype=bool))
+        else:
+            v, i = _topk_jvp(k, True)(x, where)
+        if not last:
+            v, i = jnp.moveaxis(v, -1, axis), jnp.moveaxis(i, -1, axis)
+        return v, i
+
+    def reference(x, where):
+        # (the branches must agree on the index dtype: JAX's default int)
+        v, i = _reference_topk(x, k, axis, where)
+        return v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))
+
+    return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
+
+
+@functools.cache
+def _topk_jvp(k, masked):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_jvp
+    def f(x, where):
+        operands = (x, where) if masked else (x,)
+        v, i = _primitive().bind(*operands, kind="topk", n_reduced=1, k=k)
+        return v, i
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        x, where = primals
+        t, _ = tangents
+        v, i = f(x, where)
+        # The full softmax (three-pass-reload), itself differentiable.
+        y = jax_ffi._call("softmax", jax_ffi._ALGORITHMS["three-pass-reload"], 1, x, where if masked else None)
+        mean = jnp.sum(y * t, axis=-1, keepdims=True)
+        tv = v * (jnp.take_along_axis(t, i, axis=-1) - mean)
+        return (v, i), (tv, np.zeros(i.shape, dtype=jax.dtypes.float0))
+
+    return f
+
+
+# --------------------------------------------------------------------------- the primitive
+
+
+@functools.cache
+def _primitive():
+    """One primitive for the family's custom calls (see jax_ffi._primitive).
+
+    ``kind`` is "stablemax", "log_stablemax" or "topk"; results are always a
+    tuple: (y,) or (values, indices). The reduced axes are the ``n_reduced``
+    minor ones (top-k: the last one).
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.extend.core import Primitive
+    from jax.interpreters import batching, mlir
+
+    prim = Primitive("softmaxlib_family_ffi")
+    prim.multiple_results = True
+
+    @functools.cache
+    def compiled(kind, n_reduced, k):
+        return jax.jit(lambda *a: prim.bind(*a, kind=kind, n_reduced=n_reduced, k=k))
+
+    def impl(*args, kind, n_reduced, k):
+        return compiled(kind, n_reduced, k)(*args)
+
+    def abstract(x, *where, kind, n_reduced, k):
+        if kind == "topk":
+            shape = x.shape[:-1] + (k,)
+            index = jax.dtypes.canonicalize_dtype(np.int64)
+            return (jax.core.ShapedArray(shape, x.dtype), jax.core.ShapedArray(shape, index))
+        return (jax.core.ShapedArray(x.shape, x.dtype),)
+
+    def batch(args, dims, **params):
+        # vmap adds a leading batch axis: move it to the front of every operand.
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        moved = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+                 for a, d in zip(args, dims)]
+        outs = prim.bind(*moved, **params)
+        return outs, (0,) * len(outs)
+
+    def lower(ctx, *args, kind, n_reduced, k):
+        num_batch = ctx.avals_in[0].ndim - n_reduced
+        masked = len(args) == 2
+        extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
+        if kind == "topk":
+            rule = _topk_sdy_rule(ctx, num_batch)
+            target = _TARGETS["topk", masked]
+            attrs = {"k": np.int64(k)}
+        else:
+            rule = jax_ffi._sdy_rule(ctx, num_batch, n_reduced)
+            target = _TARGETS["stablemax", masked]
+            attrs = {"op": np.int32(_STABLEMAX_OPS[kind]), "n_reduced": np.int32(n_reduced)}
+        if rule is not None:
+            extra["sdy.sharding_rule"] = rule
+        return jax.ffi.ffi_lowering(target, extra_attributes=extra)(ctx, *args, **attrs)
+
+    def generic(x, *where, kind, n_reduced, k):
+        # Other platforms: the reference (see jax_ffi._primitive).
+        where = where[0] if where else None
+        if kind == "topk":
+            v, i = _reference_topk(x, k, x.ndim - 1, where)
+            return [v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))]
+        return [_reference_stablemax(kind, x, tuple(range(x.ndim - n_reduced, x.ndim)), where)]
+
+    prim.def_impl(impl)
+    prim.def_abstract_eval(abstract)
+    batching.primitive_batchers[prim] = batch
+    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=True))
+    mlir.register_lowering(prim, lower, platform="cpu")
+    return prim
+
+
+def _topk_sdy_rule(ctx, num_batch):
+    """Shardy: batch axes pass through; the row needs replication, k is the results' own."""
+    import jax
+
+    if not getattr(jax.config, "jax_use_shardy_partitioner", False) or num_batch == 0:
+        return None
+    try:  # private helpers, as jax_ffi._sdy_rule
+        from jax._src.custom_partitioning_sharding_rule import (
+            sdy_sharding_rule_to_mlir,
+            str_to_sdy_sharding_rule,
+        )
+        from jax.interpreters import mlir
+
+        batch = " ".join(f"b{i}" for i in range(num_batch))
+        lhs = ", ".join(f"{batch} r0" for _ in ctx.avals_in)
+        rule = str_to_sdy_sharding_rule(f"{lhs} -> {batch} k0, {batch} k0", need_replication_factors=("r0",))
+        types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_in]
+        out_types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_out]
+        return sdy_sharding_rule_to_mlir(rule, types, out_types)
+    except Exception:  # noqa: BLE001 - a JAX without these helpers or this rule form: replicate
+        return None
