@@ -63,7 +63,7 @@ def test_json_schema(cli_run):
     assert "numpy" in machine["versions"]
     assert report["options"]["shapes"] == ["1x2^10", "2x512"]
     names = [s["name"] for s in report["sections"]]
-    assert names == ["numpy", "bars"]
+    assert names == ["numpy", "bars", "family"]
     numpy_section = report["sections"][0]
     implementations = {m["implementation"] for m in numpy_section["measurements"]}
     assert {"auto", "two-pass", "x.copy()"} <= implementations
@@ -72,9 +72,11 @@ def test_json_schema(cli_run):
         assert m["kind"] in (OURS, PEER, YARDSTICK)
         assert m["median_s"] is not None or m["skipped"]
         assert m["bytes"] == 2 * m["size"] * 4  # float32, one read + one write
-    for bar in report["sections"][1]["bars"]:
-        assert set(bar) == BAR_KEYS
-        assert bar["status"] in ("PASS", "FAIL", "N/A")
+    for section in report["sections"][1:]:
+        assert section["bars"], section["name"]
+        for bar in section["bars"]:
+            assert set(bar) == BAR_KEYS
+            assert bar["status"] in ("PASS", "FAIL", "N/A")
     if proc.stdout.count("plot written"):
         assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
