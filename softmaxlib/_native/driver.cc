@@ -313,10 +313,15 @@ struct ChunkRunner {
 // Adaptive temperature (Velickovic et al. 2024, "softmax is not enough",
 // Fig. 5): beta = max(1, p(H)) for H > 0.5, else 1, with the paper's degree-4
 // fit p(H) = -0.037 H^4 + 0.481 H^3 - 2.3 H^2 + 4.917 H - 1.791.
+// Evaluated in long double: the terms cancel (at H = 3 they sum to 2.25 from
+// magnitudes up to 21), which costs ~20 ulp of beta in double, and beta's
+// error multiplies every beta (x - m) of the row.
 inline double adaptive_beta_of_entropy(double h) {
   if (!(h > 0.5)) return 1.0;
-  double p = (((-0.037 * h + 0.481) * h - 2.3) * h + 4.917) * h - 1.791;
-  return std::max(1.0, p);
+  using L = long double;
+  const L H = h;
+  const L p = (((L(-0.037) * H + L(0.481)) * H - L(2.3)) * H + L(4.917)) * H - L(1.791);
+  return std::max(1.0, double(p));
 }
 
 template <class T>

@@ -79,7 +79,7 @@ template <class T, class S> struct Kernels {
   S (*raddstoreexpminusmax_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc, S* buf);
   // y = exp((x - m) / T) * scale
   void (*vscaleexpminusmax_t)(const T* x, std::size_t n, S m, S scale, const ExpScale<S>* sc, T* y);
-  // y = (x - m) / T - logd, as fma(x - m, 1/T, -logd)
+  // y = (x - m) / T - logd (no overflow in x - m)
   void (*vlogsoftmaxminusmax_t)(const T* x, std::size_t n, S m, S logd, S inv_t, T* y);
   // online (m, d) of the piece with d = sum exp((x - m) / T), m the max of x
   OnlineAcc<S> (*ronlineexp_t)(const T* x, std::size_t n, S inv_t);
