@@ -205,6 +205,7 @@ PYBIND11_MODULE(_kernels, m) {
     d["softmaxlib_compute_masked"] = py::capsule(xla_ffi_compute_masked_handler());
     d["softmaxlib_accumulate"] = py::capsule(xla_ffi_accumulate_handler());
     d["softmaxlib_finish"] = py::capsule(xla_ffi_finish_handler());
+    d["softmaxlib_compute_t"] = py::capsule(xla_ffi_compute_t_handler());
 #endif
     return d;
   });
