@@ -483,11 +483,9 @@ struct RowSolver {
   // ------------------------------------------------------------- temperature
   // op(x / T) for one row, T > 0 (finite or +inf), or adaptive. A finite T
   // keeps +-inf and NaN where they are, so special() serves the same rows.
-  // Passes over x: three-pass 3, three-pass-reload 2 + a rescale of y,
-  // online 2 (softmax, log_softmax) or 1 (logsumexp); two-pass takes the
-  // three-pass-reload route (exponent tracking of x/T would need T in the
-  // (p, n) reduction of three more kernels; the max-based route is exact for
-  // any scale). Adaptive: max, then d and S1 = sum e^(x-m)(x-m) in one pass,
+  // Passes over x: as without a temperature (three-pass 3, three-pass-reload
+  // 2 + a rescale of y, online 2 (softmax, log_softmax) or 1 (logsumexp),
+  // two-pass 2 or 1, T folded into its (p, n) reduction). Adaptive: max, then d and S1 = sum e^(x-m)(x-m) in one pass,
   // then beta and the max-based passes of beta*x (reload: 3 reads of x and a
   // rescale of y; three-pass: 4 reads; logsumexp: 3 reads).
   void solve_t(const T* x, std::size_t n, T* y, T* lse, double t, bool adaptive, const ChunkRunner& run) const {
@@ -514,7 +512,45 @@ struct RowSolver {
       if (!std::isfinite(acc.m) || acc.d == 0) return special(x, n, y, lse);
       return finish_maxbased_t(x, n, y, lse, acc.m, acc.d, t, sc, run);
     }
+    if (alg == kTwoPass && !adaptive) return two_pass_t(x, n, y, lse, t, run);
     three_pass_t(x, n, y, lse, t, adaptive, alg != kThreePass, run);
+  }
+
+  // two_pass() of x / T with T folded into the (p, n) reduction. Temperatures
+  // outside the fused window, rows whose max |x / T| is beyond the two-pass
+  // limit and the special rows take the max-based route (three-pass-reload).
+  void two_pass_t(const T* x, std::size_t n, T* y, T* lse, double t, const ChunkRunner& run) const {
+    ExpScale<S> sc;
+    if (!k.prepare_temperature(t, &sc) || !sc.fused) return three_pass_t(x, n, y, lse, t, false, true, run);
+    std::size_t nc = nchunks(n);
+    exts->assign(nc, ExtAccD{0, 0});
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      auto a = k.raddextexp_t(x + lo, len, &sc);
+      (*exts)[c] = ExtAccD{double(a.v), double(a.e)};
+    });
+    ExtAccD acc = merge_ext_tree(exts->data(), nc);
+    const double limit = std::is_same_v<S, float> ? double(kExtExpLimitF32) : kExtExpLimitF64;
+    const double log2e = 0x1.71547652b82fep0;
+    if (!(std::fabs(acc.e) < limit * log2e - 2) || !std::isfinite(acc.v))
+      return three_pass_t(x, n, y, lse, t, false, true, run);
+    const double ln2 = 0x1.62e42fefa39efp-1;
+    double lse_d = acc.e * ln2 + std::log(acc.v);  // logsumexp(x / T)
+    if (op == kLogSumExp) {
+      *lse = from_double<T>(lse_d);
+    } else if (op == kSoftmax) {
+      S inv_v = S(1.0 / acc.v);
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        k.vscaleextexp_t(x + lo, len, inv_v, S(acc.e), &sc, y + lo);
+      });
+    } else {
+      S logv = S(std::log(acc.v));
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        k.vlogsoftmaxextexp_t(x + lo, len, logv, S(acc.e), S(lse_d), &sc, y + lo);
+      });
+    }
   }
 
   void three_pass_t(const T* x, std::size_t n, T* y, T* lse, double t, bool adaptive, bool reload,

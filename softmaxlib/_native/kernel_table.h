@@ -37,6 +37,7 @@ template <class S> struct ExpScale {
   S log2e_t;               // log2(e) / T
   S ln2_hi_t, ln2_lo_t;    // T ln2 = hi + lo
   S lo_t;                  // d below this gives 0 (the exp's lower clamp times T)
+  S big_lo_t;              // two-pass: x clamped below at -2 L T (L = the two-pass limit)
   S c[kExpScaleCoeffs];    // c[0] = 1/T, c[k + 1] = q_k / T^(k+2)
   int fused;               // 1: the fused form, 0: the plain one
 };
@@ -86,6 +87,11 @@ template <class T, class S> struct Kernels {
   // adaptive temperature: returns d = sum exp(x - m) and adds
   // sum exp(x - m) (x - m) to *s1 (the entropy's sum, same pass)
   S (*raddexpminusmax_entropy)(const T* x, std::size_t n, S m, S* s1);
+  // two-pass of x / T (fused form only): as raddextexp, vscaleextexp and
+  // vlogsoftmaxextexp with x / T for x (lse is that of x / T)
+  ExtExpAcc<S> (*raddextexp_t)(const T* x, std::size_t n, const ExpScale<S>* sc);
+  void (*vscaleextexp_t)(const T* x, std::size_t n, S inv_v, S e, const ExpScale<S>* sc, T* y);
+  void (*vlogsoftmaxextexp_t)(const T* x, std::size_t n, S logv, S e, S lse, const ExpScale<S>* sc, T* y);
 };
 
 struct KernelTable {
