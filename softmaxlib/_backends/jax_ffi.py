@@ -18,6 +18,12 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
   and merges only the per-row accumulators across devices (``_merged_over_shards``);
   otherwise XLA gathers the row before the call (correct, more traffic).
 
+With a temperature (op(x / T)) the ``softmaxlib_compute_t`` target runs instead: one
+temperature is an attribute, one per row an operand of the batch shape, the adaptive
+one a mode; its ``custom_jvp`` differentiates through x, the per-row temperatures and
+the adaptive beta (``_with_jvp_t``). Inputs sharded along a reduced axis are gathered
+by XLA before it (no per-shard accumulators for a temperature).
+
 If the extension was built without the XLA FFI headers, or JAX is missing,
 ``compute`` returns ``NotImplemented`` and the reference runs.
 """

@@ -65,8 +65,9 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     is a sorted tuple of unique non-negative axes, ``where`` None or a bool array
     of ``x.shape`` (any strides), ``temperature`` None, a real scalar (> 0, may be
     inf), "adaptive" or a float array of the batch shape: op(x / T), fused into the
-    kernels (no x / T array; see ``RowSolver::solve_t`` in driver.cc for the passes
-    of each algorithm; "two-pass" with a temperature runs three-pass-reload).
+    kernels (no x / T array, the passes of each algorithm as without a temperature;
+    adaptive: one more pass for the entropy, and the max-based algorithms; see
+    ``RowSolver::solve_t`` in driver.cc).
     Returns a new C-contiguous array (``x.shape`` for
     softmax/log_softmax, ``axes`` removed for logsumexp) of ``x.dtype``, or
     ``NotImplemented`` for what the kernels do not handle.
