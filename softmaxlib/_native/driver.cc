@@ -570,6 +570,7 @@ struct RowSolver {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
         (*sums)[c] = k.raddstoreexpminusmax_t(x + lo, len, S(m), &sc, buf + lo);
       });
+      // buf holds e^((x - m)/T) 2^shift and so does the sum: the shift cancels.
       S scale = S(1.0 / merge_sum(sums->data(), nc));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
@@ -581,16 +582,17 @@ struct RowSolver {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
       (*sums)[c] = k.raddexpminusmax_t(x + lo, len, S(m), &sc);
     });
-    finish_maxbased_t(x, n, y, lse, m, merge_sum(sums->data(), nc), t, sc, run);
+    finish_maxbased_t(x, n, y, lse, m, std::ldexp(merge_sum(sums->data(), nc), -sc.shift), t, sc, run);
   }
 
+  // d: sum exp((x - m)/T) itself (no shift).
   void finish_maxbased_t(const T* x, std::size_t n, T* y, T* lse, double m, double d, double t,
                          const ExpScale<S>& sc, const ChunkRunner& run) const {
     std::size_t nc = nchunks(n);
     if (op == kLogSumExp) {
       *lse = from_double<T>(m / t + std::log(d));
     } else if (op == kSoftmax) {
-      S scale = S(1.0 / d);
+      S scale = S(std::ldexp(1.0 / d, -sc.shift));  // the kernel's exps carry 2^shift
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
         k.vscaleexpminusmax_t(x + lo, len, S(m), scale, &sc, y + lo);

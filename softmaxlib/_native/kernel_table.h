@@ -40,6 +40,7 @@ template <class S> struct ExpScale {
   S big_lo_t;              // two-pass: x clamped below at -2 L T (L = the two-pass limit)
   S c[kExpScaleCoeffs];    // c[0] = 1/T, c[k + 1] = q_k / T^(k+2)
   int fused;               // 1: the fused form, 0: the plain one
+  int shift;               // the max-based _t kernels' exps come out times 2^shift (see kernels.inc)
 };
 
 // The kernels for one storage type T computing in S (float, or double for T = double).
@@ -74,7 +75,7 @@ template <class T, class S> struct Kernels {
   // fills sc for temperature t (finite, > 0); returns false when t is too
   // extreme for the vector kernels (the driver then takes its scalar path)
   bool (*prepare_temperature)(double t, ExpScale<S>* sc);
-  // sum of exp((x - m) / T)
+  // sum of exp((x - m) / T) (times 2^sc->shift, as every exp of the _t kernels)
   S (*raddexpminusmax_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc);
   // the same, storing each exp((x - m) / T) in buf
   S (*raddstoreexpminusmax_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc, S* buf);
@@ -111,6 +112,10 @@ struct KernelTable {
   void (*exp_pn_f32)(const float* x, std::size_t n, float* p, float* e);
   void (*exp_nonpositive_f32)(const float* x, std::size_t n, float* y);  // the kernels' exp (x <= 0)
   void (*exp_f64)(const double* x, std::size_t n, double* y);
+  // test-only (appended): the temperature kernels' e^(d/T) 2^shift, d <= 0
+  // (returns the shift of ExpScale, -1 for T outside the window)
+  int (*exp_t_f32)(const float* d, std::size_t n, double t, float* y);
+  int (*exp_t_f64)(const double* d, std::size_t n, double t, double* y);
 };
 
 // Above this |row max| the two-pass range reduction is no longer exact enough

@@ -219,6 +219,24 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("_exp_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<double>(x, current_table()->exp_f64);
   });
+  m.def("_exp_t_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> d, double t) -> py::object {
+    py::array_t<float> y(d.size());
+    int shift;
+    {
+      py::gil_scoped_release release;
+      shift = current_table()->exp_t_f32(d.data(), std::size_t(d.size()), t, y.mutable_data());
+    }
+    return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
+  }, "test-only: (e^(d/T) 2^shift, shift) from the temperature kernels' exp, d <= 0 (None: T outside their window)");
+  m.def("_exp_t_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> d, double t) -> py::object {
+    py::array_t<double> y(d.size());
+    int shift;
+    {
+      py::gil_scoped_release release;
+      shift = current_table()->exp_t_f64(d.data(), std::size_t(d.size()), t, y.mutable_data());
+    }
+    return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
+  });
   m.def("_exp_pn_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     py::array_t<float> p(x.size()), e(x.size());
     {

@@ -269,3 +269,26 @@ def test_not_implemented_temperatures():
 def test_kernel_names():
     names = numpy_native.info()["kernels"]
     assert {"raddstoreexpminusmax_t", "raddexpminusmax_entropy", "ronlineexp_t"} <= set(names)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64), ids=lambda d: np.dtype(d).name)
+def test_kernel_exp_ulp(isa, dtype):
+    # The temperature kernels' e^(d/T) (test-only binding; it returns e^(d/T) 2^shift,
+    # see temperature_shift in kernels.inc) against the correctly rounded value
+    # (float64 / long double oracle), d <= 0, over the fused window, its edges and
+    # the plain (multiply) form beyond it; results down to the smallest normal.
+    # float32: <= 1 ulp; float64: <= 4 ulp (the plain float64 exp measures 2).
+    k = numpy_native._kernels
+    f, wide, top, bound = ((k._exp_t_f32, np.float64, 87.4, 1) if dtype == np.float32
+                           else (k._exp_t_f64, np.longdouble, 708.4, 4))
+    rng = np.random.default_rng(11)
+    for t in (1.0, 0.7, 3.0, 1e-3, 1e3, 0.1, 2.0**-20, 2.0**20, 2.0**-21, 2.0**21, 2.0**-90, 2.0**90):
+        d = (-rng.uniform(0, top, 100_000) * t).astype(dtype)
+        y, shift = f(d, t)
+        y = np.ldexp(y.astype(wide), -shift)
+        exact = np.exp(d.astype(wide) / wide(t))
+        keep = exact >= np.finfo(dtype).tiny
+        rounded = exact[keep].astype(dtype)
+        err = np.abs(y[keep] - rounded) / np.spacing(rounded)
+        assert err.max() <= bound, (t, float(err.max()))
+    assert f(np.zeros(3, dtype), 1e-305 if dtype == np.float64 else 1e-35) is None  # the driver's scalar path
