@@ -292,3 +292,15 @@ def test_kernel_exp_ulp(isa, dtype):
         err = np.abs(y[keep] - rounded) / np.spacing(rounded)
         assert err.max() <= bound, (t, float(err.max()))
     assert f(np.zeros(3, dtype), 1e-305 if dtype == np.float64 else 1e-35) is None  # the driver's scalar path
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_results_near_underflow(isa, algorithm):
+    # Results just above the smallest normal number with a small T: there the
+    # non-vscalef fused exp once lost ~1/T ulp (t 2^n subnormal; see temperature_shift).
+    rng = np.random.default_rng(12)
+    for dtype, top in ((np.float32, 87.3), (np.float64, 708.3)):
+        for t in (1e-3, 2.0**-20, 0.05, 3.0):
+            x = np.concatenate([[0.0], -rng.uniform(top - 8, top, 500) * t]).astype(dtype)[None]
+            for op in ("softmax", "log_softmax"):
+                assert_close_t(op, compute(op, x, (1,), t, algorithm=algorithm), x, (1,), t)
