@@ -338,6 +338,18 @@ struct RowSolver {
   std::vector<OnlineAccD>* onl;
   std::vector<S>* reload_buf;
   std::vector<double>* sums2 = nullptr;  // temperature: the adaptive entropy's chunk sums
+  // temperature: one T for every row is prepared once per call, not per row
+  const ExpScale<S>* shared_sc = nullptr;
+  double shared_t = 0;
+  bool shared_ok = false;
+
+  bool prepare(double t, ExpScale<S>* sc) const {
+    if (shared_sc != nullptr && t == shared_t) {
+      *sc = *shared_sc;
+      return shared_ok;
+    }
+    return k.prepare_temperature(t, sc);
+  }
 
   // The contract's rows that the kernels do not: NaN, +inf present, all -inf.
   void special(const T* x, std::size_t n, T* y, T* lse) const {
@@ -501,7 +513,7 @@ struct RowSolver {
     std::size_t nc = nchunks(n);
     ExpScale<S> sc;
     if (alg == kOnline && !adaptive) {
-      if (!k.prepare_temperature(t, &sc)) return three_pass_t(x, n, y, lse, t, false, false, run);
+      if (!prepare(t, &sc)) return three_pass_t(x, n, y, lse, t, false, false, run);
       onl->assign(nc, OnlineAccD{0, 0});
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
@@ -521,7 +533,7 @@ struct RowSolver {
   // limit and the special rows take the max-based route (three-pass-reload).
   void two_pass_t(const T* x, std::size_t n, T* y, T* lse, double t, const ChunkRunner& run) const {
     ExpScale<S> sc;
-    if (!k.prepare_temperature(t, &sc) || !sc.fused) return three_pass_t(x, n, y, lse, t, false, true, run);
+    if (!prepare(t, &sc) || !sc.fused) return three_pass_t(x, n, y, lse, t, false, true, run);
     std::size_t nc = nchunks(n);
     exts->assign(nc, ExtAccD{0, 0});
     run(nc, [&](std::size_t c) {
@@ -560,7 +572,7 @@ struct RowSolver {
     std::size_t nc = nchunks(n);
     if (adaptive) t = 1.0 / adaptive_beta(x, n, m, run);
     ExpScale<S> sc;
-    if (!k.prepare_temperature(t, &sc)) return scalar_t(x, n, y, lse, m, t);
+    if (!prepare(t, &sc)) return scalar_t(x, n, y, lse, m, t);
     sums->assign(nc, 0.0);
     if (reload && op == kSoftmax) {
       S* buf;
@@ -843,6 +855,10 @@ template <class T>
 void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename ComputeType<T>::type>& kern,
                   const Runner& runner, const Temperature* temp = nullptr) {
   const std::size_t n = P.n;
+  ExpScale<typename ComputeType<T>::type> shared_sc{};
+  bool shared_ok = false;
+  const bool shared = temp != nullptr && temp->mode == Temperature::kScalar;
+  if (shared) shared_ok = kern.prepare_temperature(temp->value, &shared_sc);
   for_rows<T>(P, runner, [&](const Row<T>& row, ThreadScratch<T>& sc, const ChunkRunner& run) {
     const bool lse_op = op == kLogSumExp;
     if (row.mask && row.live == 0) {
@@ -857,6 +873,11 @@ void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename Co
       solver.solve(row.x, n, lse_op ? nullptr : row.y, lse_op ? row.y : nullptr, run);
     } else {
       solver.sums2 = &sc.sums2;
+      if (shared) {
+        solver.shared_sc = &shared_sc;
+        solver.shared_t = temp->value;
+        solver.shared_ok = shared_ok;
+      }
       const double t = temp->mode == Temperature::kPerRow ? temp->per_row[row.index] : temp->value;
       solver.solve_t(row.x, n, lse_op ? nullptr : row.y, lse_op ? row.y : nullptr, t,
                      temp->mode == Temperature::kAdaptive, run);
