@@ -18,6 +18,12 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
   and merges only the per-row accumulators across devices (``_merged_over_shards``);
   otherwise XLA gathers the row before the call (correct, more traffic).
 
+With a temperature (op(x / T)) the ``softmaxlib_compute_t`` target runs instead: one
+temperature is an attribute, one per row an operand of the batch shape, the adaptive
+one a mode; its ``custom_jvp`` differentiates through x, the per-row temperatures and
+the adaptive beta (``_with_jvp_t``). Inputs sharded along a reduced axis are gathered
+by XLA before it (no per-shard accumulators for a temperature).
+
 If the extension was built without the XLA FFI headers, or JAX is missing,
 ``compute`` returns ``NotImplemented`` and the reference runs.
 """
@@ -35,6 +41,8 @@ _ALGORITHMS = {"three-pass": 0, "three-pass-reload": 1, "online": 2, "two-pass":
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 _TARGET = "softmaxlib_compute"
 _TARGET_MASKED = "softmaxlib_compute_masked"
+_TARGET_T = "softmaxlib_compute_t"
+_MODE_SCALAR, _MODE_ROWS, _MODE_ADAPTIVE = 1, 2, 3
 
 
 @functools.cache
@@ -79,7 +87,7 @@ def compute(op, x, axes, where, algorithm, temperature=None):
         from softmaxlib._backends import jax_ffi_family
 
         return jax_ffi_family.stablemax(op, x, axes, where)
-    if op not in _OPS or temperature is not None or not _registered():
+    if op not in _OPS or not _registered():
         return NotImplemented
     import jax
     import jax.numpy as jnp
@@ -92,6 +100,8 @@ def compute(op, x, axes, where, algorithm, temperature=None):
         algorithm = _auto(op, dtype, row)
     if algorithm not in _ALGORITHMS:
         return NotImplemented
+    if temperature is not None:
+        return _compute_t(op, algorithm, x, axes, where, temperature)
 
     def ours(x, where):
         return _native(op, _ALGORITHMS[algorithm], x, axes, where)
@@ -224,7 +234,8 @@ def _sdy_rule(ctx, num_batch, n_reduced):
     batch = [f"b{i}" for i in range(num_batch)]
     red = [f"r{i}" for i in range(n_reduced)]
     full = " ".join(batch + red)
-    lhs = ", ".join(full for _ in ctx.avals_in)
+    # x and where carry every factor; per-row temperatures (batch rank) only the batch ones
+    lhs = ", ".join(" ".join(batch) if a.ndim == num_batch else full for a in ctx.avals_in)
     rhs = " ".join(batch) if ctx.avals_out[0].ndim == num_batch else full
     rule = str_to_sdy_sharding_rule(f"{lhs} -> {rhs}", need_replication_factors=tuple(red))
     types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_in]
@@ -281,6 +292,211 @@ def _call(op, alg, n_reduced, x, where):
         # A placeholder operand keeps one signature; the unmasked target ignores it.
         return _with_jvp(op, alg, n_reduced, False)(x, jnp.zeros((), dtype=bool))
     return _with_jvp(op, alg, n_reduced, True)(x, where)
+
+
+# --------------------------------------------------------------------------- temperature
+
+
+def _compute_t(op, algorithm, x, axes, where, temperature):
+    """op(x / T) through the ``softmaxlib_compute_t`` custom call (see ``compute``)."""
+    import jax
+
+    spec = _temperature_spec(temperature, x, axes)
+    if spec is NotImplemented:
+        return NotImplemented
+    mode, value, rows = spec
+
+    def ours(x, where, rows):
+        return _native_t(op, _ALGORITHMS[algorithm], x, axes, where, mode, value, rows)
+
+    def reference(x, where, rows):
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(x)
+        return _reference.compute(xp, op, x, axes, where, algorithm, temperature=_temperature_arg(mode, value, rows))
+
+    return jax.lax.platform_dependent(x, where, rows, cpu=ours, default=reference)
+
+
+def _temperature_spec(temperature, x, axes):
+    """(mode, value, per-row array or None) of the custom call, or NotImplemented.
+
+    A real scalar (> 0, may be inf) is an attribute (mode 1: one compilation per
+    value, like any static argument); "adaptive" mode 3; an array of the batch shape
+    (x.shape without ``axes``, concrete or traced) an operand (mode 2), float32 (float64
+    with float64 x or a float64 array), differentiable.
+    """
+    import jax.numpy as jnp
+
+    if isinstance(temperature, str):
+        return (_MODE_ADAPTIVE, 1.0, None) if temperature == "adaptive" else NotImplemented
+    if isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, (bool, np.bool_)):
+        t = float(temperature)
+        return (_MODE_SCALAR, t, None) if t > 0 else NotImplemented
+    try:
+        rows = jnp.asarray(temperature)
+    except TypeError:
+        return NotImplemented
+    batch_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    if rows.shape != batch_shape or rows.dtype.kind not in "fiu":
+        return NotImplemented
+    wide = jnp.float64 in (jnp.dtype(x.dtype), rows.dtype)
+    return (_MODE_ROWS, 1.0, rows.astype(jnp.float64 if wide else jnp.float32))
+
+
+def _temperature_arg(mode, value, rows):
+    """The reference's temperature argument for a (mode, value, rows) spec."""
+    return {_MODE_SCALAR: value, _MODE_ROWS: rows, _MODE_ADAPTIVE: "adaptive"}[mode]
+
+
+def _native_t(op, alg, x, axes, where, mode, value, rows):
+    """As ``_native``, with a temperature (the batch axes keep their order: rows fit)."""
+    import jax.numpy as jnp
+
+    nd = x.ndim
+    batch = tuple(a for a in range(nd) if a not in axes)
+    perm = batch + tuple(axes)
+    moved = perm != tuple(range(nd))
+    if moved:
+        x = jnp.transpose(x, perm)
+        if where is not None:
+            where = jnp.transpose(where, perm)
+    masked = where is not None
+    placeholder = jnp.zeros((), dtype=x.dtype)
+    f = _with_jvp_t(op, alg, len(axes), masked, mode, value)
+    y = f(x, where if masked else jnp.zeros((), dtype=bool), placeholder if rows is None else rows)
+    if moved and op != "logsumexp":
+        y = jnp.transpose(y, np.argsort(perm))
+    return y
+
+
+@functools.cache
+def _primitive_t():
+    """The temperature custom call as a primitive (see ``_primitive``): operands
+    x[, where][, per-row temperatures], params op, alg, n_reduced, masked, mode, value."""
+    import jax
+    from jax.extend.core import Primitive
+    from jax.interpreters import batching, mlir
+
+    prim = Primitive("softmaxlib_ffi_t")
+
+    @functools.cache
+    def compiled(**params):
+        return jax.jit(lambda *a: prim.bind(*a, **params))
+
+    def impl(*args, **params):
+        return compiled(**params)(*args)
+
+    def abstract(x, *rest, op, alg, n_reduced, masked, mode, value):
+        shape = x.shape[: x.ndim - n_reduced] if op == "logsumexp" else x.shape
+        return jax.core.ShapedArray(shape, x.dtype)
+
+    def lower(ctx, *args, op, alg, n_reduced, masked, mode, value):
+        num_batch = ctx.avals_in[0].ndim - n_reduced
+        extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
+        rule = _sdy_rule(ctx, num_batch, n_reduced)
+        if rule is not None:
+            extra["sdy.sharding_rule"] = rule
+        attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced),
+                 "masked": np.int32(masked), "mode": np.int32(mode), "temperature": np.float64(value)}
+        return jax.ffi.ffi_lowering(_TARGET_T, extra_attributes=extra)(ctx, *args, **attrs)
+
+    def generic(x, *rest, op, alg, n_reduced, masked, mode, value):
+        import array_api_compat
+
+        axes = tuple(range(x.ndim - n_reduced, x.ndim))
+        name = next(k for k, v in _ALGORITHMS.items() if v == alg)
+        where = rest[0] if masked else None
+        rows = rest[-1] if mode == _MODE_ROWS else None
+        xp = array_api_compat.array_namespace(x)
+        return _reference.compute(xp, op, x, axes, where, name, temperature=_temperature_arg(mode, value, rows))
+
+    prim.def_impl(impl)
+    prim.def_abstract_eval(abstract)
+    batching.primitive_batchers[prim] = _batch_leading(prim)
+    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=False))
+    mlir.register_lowering(prim, lower, platform="cpu")
+    return prim
+
+
+def _batch_leading(prim):
+    """vmap rule: the new axis goes first on every operand (broadcast where absent)."""
+    import jax.numpy as jnp
+
+    def batch(args, dims, **params):
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        moved = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+                 for a, d in zip(args, dims)]
+        return prim.bind(*moved, **params), 0
+
+    return batch
+
+
+@functools.cache
+def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
+    """The temperature custom call with its derivative rule (one per static configuration).
+
+    With z = x / T the rule is the T = 1 rule of ``_with_jvp`` applied to the
+    tangent of z: tx / T - x tT / T^2 for one temperature per row (tT = 0 for a
+    scalar), beta tx + x dbeta for the adaptive one, where dbeta is the true
+    derivative of beta(H(softmax(x))) (the entropy's own derivative through our
+    softmax and log_softmax, so the rule is differentiable again). Entries that
+    are masked or not finite do not move z (tangent 0 there).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    red = tuple(range(-n_reduced, 0))
+
+    @jax.custom_jvp
+    def f(x, where, rows):
+        operands = (x,) + ((where,) if masked else ()) + ((rows,) if mode == _MODE_ROWS else ())
+        return _primitive_t().bind(*operands, op=op, alg=alg, n_reduced=n_reduced, masked=masked, mode=mode,
+                                   value=value)
+
+    def beta_of(x, where):
+        # beta = max(1, p(H)) where H > 0.5, else 1, H the entropy of softmax(x).
+        w = where if masked else None
+        p = _call("softmax", alg, n_reduced, x, w)
+        logp = _call("log_softmax", alg, n_reduced, x, w)
+        h = -jnp.sum(p * jnp.where(p > 0, logp, 0), axis=red, keepdims=True)
+        poly = jnp.polyval(jnp.asarray(_reference_poly(), dtype=h.dtype), h)
+        return jnp.where(h > 0.5, jnp.maximum(1, poly), 1)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        x, where, rows = primals
+        tx, _, trows = tangents
+        y = f(x, where, rows)
+        valid = jnp.isfinite(x) if not masked else jnp.isfinite(x) & where
+        xs = jnp.where(valid, x, 0)
+        if mode == _MODE_ADAPTIVE:
+            beta, dbeta = jax.jvp(lambda a: beta_of(a, where), (xs,), (jnp.where(valid, tx, 0),))
+            tz = beta * tx + xs * dbeta
+        elif mode == _MODE_ROWS:
+            shape = rows.shape + (1,) * n_reduced
+            inv = (1 / rows).astype(x.dtype).reshape(shape)
+            tz = tx * inv - xs * (trows.astype(x.dtype).reshape(shape) * inv * inv)
+        else:
+            tz = tx * (1 / value)
+        tz = jnp.where(valid, tz, jnp.zeros_like(tz))
+        if op == "softmax":
+            ty = y * (tz - jnp.sum(tz * y, axis=red, keepdims=True))
+        elif op == "log_softmax":
+            ty = tz - jnp.sum(tz * jnp.exp(y), axis=red, keepdims=True)
+            if masked:
+                ty = jnp.where(where, ty, jnp.zeros_like(ty))
+        else:
+            p = _with_jvp_t("softmax", alg, n_reduced, masked, mode, value)(x, where, rows)
+            ty = jnp.sum(tz * p, axis=red)
+        return y, ty
+
+    return f
+
+
+def _reference_poly():
+    """The adaptive temperature's polynomial (Velickovic et al. 2024), highest power first."""
+    return getattr(_reference, "ADAPTIVE_POLYNOMIAL", (-0.037, 0.481, -2.3, 4.917, -1.791))
 
 
 # --------------------------------------------------------------------------- sharded rows

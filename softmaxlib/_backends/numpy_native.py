@@ -63,14 +63,19 @@ def compute(op, x, axes, where, algorithm, temperature=None):
 
     Parameters follow :func:`softmaxlib._reference.compute` without ``xp``: ``axes``
     is a sorted tuple of unique non-negative axes, ``where`` None or a bool array
-    of ``x.shape`` (any strides). Returns a new C-contiguous array (``x.shape`` for
+    of ``x.shape`` (any strides), ``temperature`` None, a real scalar (> 0, may be
+    inf), "adaptive" or a float array of the batch shape: op(x / T), fused into the
+    kernels (no x / T array, the passes of each algorithm as without a temperature;
+    adaptive: one more pass for the entropy, and the max-based algorithms; see
+    ``RowSolver::solve_t`` in driver.cc).
+    Returns a new C-contiguous array (``x.shape`` for
     softmax/log_softmax, ``axes`` removed for logsumexp) of ``x.dtype``, or
     ``NotImplemented`` for what the kernels do not handle.
     """
-    if _kernels is None or type(x) is not np.ndarray or temperature is not None:
+    if _kernels is None or type(x) is not np.ndarray:
         return NotImplemented
-    if op in _FAMILY_OPS:
-        return _stablemax(op, x, axes, where)
+    if op in _FAMILY_OPS:  # (StableMax takes no temperature)
+        return _stablemax(op, x, axes, where) if temperature is None else NotImplemented
     code = _DTYPES.get(x.dtype)
     if code is None or x.size == 0:
         return NotImplemented
@@ -84,9 +89,40 @@ def compute(op, x, axes, where, algorithm, temperature=None):
         shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
     else:
         shape = x.shape
+    if temperature is None:
+        y = np.empty(shape, dtype=x.dtype)
+        _kernels.compute(_OPS[op], alg, code, x, _axes_mask(axes), y, where)
+        return y
+    mode_value_rows = _temperature_args(temperature, x, axes)
+    if mode_value_rows is NotImplemented:
+        return NotImplemented
     y = np.empty(shape, dtype=x.dtype)
-    _kernels.compute(_OPS[op], alg, code, x, _axes_mask(axes), y, where)
+    _kernels.compute_temperature(_OPS[op], alg, code, x, _axes_mask(axes), y, where, *mode_value_rows)
     return y
+
+
+def _temperature_args(temperature, x, axes):
+    """(mode, value, per_row) of the extension for a validated ``temperature``.
+
+    A Python/NumPy real scalar (finite > 0 or inf) is mode 1; "adaptive" mode 3;
+    an array of the batch shape (x.shape without ``axes``), mode 2, one float64 per
+    row (a copy of the batch shape only, never of ``x``). Anything else:
+    NotImplemented (the reference runs).
+    """
+    if isinstance(temperature, str):
+        return (3, 1.0, None) if temperature == "adaptive" else NotImplemented
+    if isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, bool):
+        t = float(temperature)
+        return (1, t, None) if t > 0 else NotImplemented
+    if type(temperature) is not np.ndarray or temperature.dtype.kind not in "fiu":
+        return NotImplemented
+    batch_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    if temperature.shape != batch_shape:
+        return NotImplemented
+    if temperature.ndim == 0:
+        t = float(temperature)
+        return (1, t, None) if t > 0 else NotImplemented
+    return (2, 1.0, np.ascontiguousarray(temperature, dtype=np.float64))
 
 
 _FAMILY_OPS = {"stablemax": 0, "log_stablemax": 1}

@@ -284,16 +284,17 @@ ExtAccD merge_ext_tree(const ExtAccD* a, std::size_t n) {
 }
 
 struct OnlineAccD { double m, d; };
-inline OnlineAccD merge_online(const OnlineAccD& a, const OnlineAccD& b) {
+// d = sum exp((x - m) * inv_t): inv_t = 1/T, 1 without a temperature.
+inline OnlineAccD merge_online(const OnlineAccD& a, const OnlineAccD& b, double inv_t = 1.0) {
   if (a.m != a.m || b.m != b.m) return {std::numeric_limits<double>::quiet_NaN(), 0};
   double M = std::max(a.m, b.m);
   if (std::isinf(M)) return {M, a.d + b.d};
-  return {M, a.d * std::exp(a.m - M) + b.d * std::exp(b.m - M)};
+  return {M, a.d * std::exp((a.m - M) * inv_t) + b.d * std::exp((b.m - M) * inv_t)};
 }
-OnlineAccD merge_online_tree(const OnlineAccD* a, std::size_t n) {
+OnlineAccD merge_online_tree(const OnlineAccD* a, std::size_t n, double inv_t = 1.0) {
   if (n == 1) return a[0];
   std::size_t h = n / 2;
-  return merge_online(merge_online_tree(a, h), merge_online_tree(a + h, n - h));
+  return merge_online(merge_online_tree(a, h, inv_t), merge_online_tree(a + h, n - h, inv_t), inv_t);
 }
 
 // Runs fn(c) for every chunk c in [0, nchunks): inline, or on the pool for
@@ -309,6 +310,20 @@ struct ChunkRunner {
   }
 };
 
+// Adaptive temperature (Velickovic et al. 2024, "softmax is not enough",
+// Fig. 5): beta = max(1, p(H)) for H > 0.5, else 1, with the paper's degree-4
+// fit p(H) = -0.037 H^4 + 0.481 H^3 - 2.3 H^2 + 4.917 H - 1.791.
+// Evaluated in long double: the terms cancel (at H = 3 they sum to 2.25 from
+// magnitudes up to 21), which costs ~20 ulp of beta in double, and beta's
+// error multiplies every beta (x - m) of the row.
+inline double adaptive_beta_of_entropy(double h) {
+  if (!(h > 0.5)) return 1.0;
+  using L = long double;
+  const L H = h;
+  const L p = (((L(-0.037) * H + L(0.481)) * H - L(2.3)) * H + L(4.917)) * H - L(1.791);
+  return std::max(1.0, double(p));
+}
+
 template <class T>
 struct RowSolver {
   using S = typename ComputeType<T>::type;
@@ -322,6 +337,19 @@ struct RowSolver {
   std::vector<ExtAccD>* exts;
   std::vector<OnlineAccD>* onl;
   std::vector<S>* reload_buf;
+  std::vector<double>* sums2 = nullptr;  // temperature: the adaptive entropy's chunk sums
+  // temperature: one T for every row is prepared once per call, not per row
+  const ExpScale<S>* shared_sc = nullptr;
+  double shared_t = 0;
+  bool shared_ok = false;
+
+  bool prepare(double t, ExpScale<S>* sc) const {
+    if (shared_sc != nullptr && t == shared_t) {
+      *sc = *shared_sc;
+      return shared_ok;
+    }
+    return k.prepare_temperature(t, sc);
+  }
 
   // The contract's rows that the kernels do not: NaN, +inf present, all -inf.
   void special(const T* x, std::size_t n, T* y, T* lse) const {
@@ -464,6 +492,181 @@ struct RowSolver {
     }
   }
 
+  // ------------------------------------------------------------- temperature
+  // op(x / T) for one row, T > 0 (finite or +inf), or adaptive. A finite T
+  // keeps +-inf and NaN where they are, so special() serves the same rows.
+  // Passes over x: as without a temperature (three-pass 3, three-pass-reload
+  // 2 + a rescale of y, online 2 (softmax, log_softmax) or 1 (logsumexp),
+  // two-pass 2 or 1, T folded into its (p, n) reduction). Adaptive: max, then d and S1 = sum e^(x-m)(x-m) in one pass,
+  // then beta and the max-based passes of beta*x (reload: 3 reads of x and a
+  // rescale of y; three-pass: 4 reads; logsumexp: 3 reads).
+  void solve_t(const T* x, std::size_t n, T* y, T* lse, double t, bool adaptive, const ChunkRunner& run) const {
+    const double inf = std::numeric_limits<double>::infinity();
+    if (!adaptive && t == inf) return uniform(x, n, y, lse);
+    if (!adaptive && !(t > 0)) {
+      // Unvalidated input (a traced JAX array): NaN, as the reference gives.
+      const T qnan = from_double<T>(std::numeric_limits<double>::quiet_NaN());
+      if (op == kLogSumExp) *lse = qnan;
+      else for (std::size_t i = 0; i < n; ++i) y[i] = qnan;
+      return;
+    }
+    std::size_t nc = nchunks(n);
+    ExpScale<S> sc;
+    if (alg == kOnline && !adaptive) {
+      if (!prepare(t, &sc)) return three_pass_t(x, n, y, lse, t, false, false, run);
+      onl->assign(nc, OnlineAccD{0, 0});
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        auto a = k.ronlineexp_t(x + lo, len, sc.inv_t);
+        (*onl)[c] = OnlineAccD{double(a.m), double(a.d)};
+      });
+      OnlineAccD acc = merge_online_tree(onl->data(), nc, double(sc.inv_t));
+      if (!std::isfinite(acc.m) || acc.d == 0) return special(x, n, y, lse);
+      return finish_maxbased_t(x, n, y, lse, acc.m, acc.d, t, sc, run);
+    }
+    if (alg == kTwoPass && !adaptive) return two_pass_t(x, n, y, lse, t, run);
+    three_pass_t(x, n, y, lse, t, adaptive, alg != kThreePass, run);
+  }
+
+  // two_pass() of x / T with T folded into the (p, n) reduction. Temperatures
+  // outside the fused window, rows whose max |x / T| is beyond the two-pass
+  // limit and the special rows take the max-based route (three-pass-reload).
+  void two_pass_t(const T* x, std::size_t n, T* y, T* lse, double t, const ChunkRunner& run) const {
+    ExpScale<S> sc;
+    if (!prepare(t, &sc) || !sc.fused) return three_pass_t(x, n, y, lse, t, false, true, run);
+    std::size_t nc = nchunks(n);
+    exts->assign(nc, ExtAccD{0, 0});
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      auto a = k.raddextexp_t(x + lo, len, &sc);
+      (*exts)[c] = ExtAccD{double(a.v), double(a.e)};
+    });
+    ExtAccD acc = merge_ext_tree(exts->data(), nc);
+    const double limit = std::is_same_v<S, float> ? double(kExtExpLimitF32) : kExtExpLimitF64;
+    const double log2e = 0x1.71547652b82fep0;
+    if (!(std::fabs(acc.e) < limit * log2e - 2) || !std::isfinite(acc.v))
+      return three_pass_t(x, n, y, lse, t, false, true, run);
+    const double ln2 = 0x1.62e42fefa39efp-1;
+    double lse_d = acc.e * ln2 + std::log(acc.v);  // logsumexp(x / T)
+    if (op == kLogSumExp) {
+      *lse = from_double<T>(lse_d);
+    } else if (op == kSoftmax) {
+      S inv_v = S(1.0 / acc.v);
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        k.vscaleextexp_t(x + lo, len, inv_v, S(acc.e), &sc, y + lo);
+      });
+    } else {
+      S logv = S(std::log(acc.v));
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        k.vlogsoftmaxextexp_t(x + lo, len, logv, S(acc.e), S(lse_d), &sc, y + lo);
+      });
+    }
+  }
+
+  void three_pass_t(const T* x, std::size_t n, T* y, T* lse, double t, bool adaptive, bool reload,
+                    const ChunkRunner& run) const {
+    double m = row_max(x, n, run);
+    if (!std::isfinite(m)) return special(x, n, y, lse);
+    std::size_t nc = nchunks(n);
+    if (adaptive) t = 1.0 / adaptive_beta(x, n, m, run);
+    ExpScale<S> sc;
+    if (!prepare(t, &sc)) return scalar_t(x, n, y, lse, m, t);
+    sums->assign(nc, 0.0);
+    if (reload && op == kSoftmax) {
+      S* buf;
+      if constexpr (std::is_same_v<T, S>) buf = y;
+      else { reload_buf->resize(n); buf = reload_buf->data(); }
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        (*sums)[c] = k.raddstoreexpminusmax_t(x + lo, len, S(m), &sc, buf + lo);
+      });
+      // buf holds e^((x - m)/T) 2^shift and so does the sum: the shift cancels.
+      S scale = S(1.0 / merge_sum(sums->data(), nc));
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        k.vscale(buf + lo, len, scale, y + lo);
+      });
+      return;
+    }
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      (*sums)[c] = k.raddexpminusmax_t(x + lo, len, S(m), &sc);
+    });
+    finish_maxbased_t(x, n, y, lse, m, std::ldexp(merge_sum(sums->data(), nc), -sc.shift), t, sc, run);
+  }
+
+  // d: sum exp((x - m)/T) itself (no shift).
+  void finish_maxbased_t(const T* x, std::size_t n, T* y, T* lse, double m, double d, double t,
+                         const ExpScale<S>& sc, const ChunkRunner& run) const {
+    std::size_t nc = nchunks(n);
+    if (op == kLogSumExp) {
+      *lse = from_double<T>(m / t + std::log(d));
+    } else if (op == kSoftmax) {
+      S scale = S(std::ldexp(1.0 / d, -sc.shift));  // the kernel's exps carry 2^shift
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        k.vscaleexpminusmax_t(x + lo, len, S(m), scale, &sc, y + lo);
+      });
+    } else {
+      S logd = S(std::log(d));
+      run(nc, [&](std::size_t c) {
+        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+        k.vlogsoftmaxminusmax_t(x + lo, len, S(m), logd, sc.inv_t, y + lo);
+      });
+    }
+  }
+
+  // beta = max(1, p(H)) where H > 0.5, else 1; H = log d - S1/d is the exact
+  // entropy of softmax(x) (d and S1 relative to the max m, finite here).
+  double adaptive_beta(const T* x, std::size_t n, double m, const ChunkRunner& run) const {
+    std::size_t nc = nchunks(n);
+    sums->assign(nc, 0.0);
+    sums2->assign(nc, 0.0);
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      S s1 = 0;
+      (*sums)[c] = k.raddexpminusmax_entropy(x + lo, len, S(m), &s1);
+      (*sums2)[c] = s1;
+    });
+    double d = merge_sum(sums->data(), nc), s1 = merge_sum(sums2->data(), nc);
+    return adaptive_beta_of_entropy(std::log(d) - s1 / d);
+  }
+
+  // Temperatures beyond the vector kernels' window (prepare_temperature):
+  // scalar, in long double (x - m never overflows there, 1/T is not needed).
+  void scalar_t(const T* x, std::size_t n, T* y, T* lse, double m, double t) const {
+    using L = long double;
+    L d = 0;
+    for (std::size_t i = 0; i < n; ++i) d += std::exp((L(to_double(x[i])) - L(m)) / L(t));
+    const L logd = std::log(d);
+    if (op == kLogSumExp) { *lse = from_double<T>(double(L(m) / L(t) + logd)); return; }
+    for (std::size_t i = 0; i < n; ++i) {
+      L z = (L(to_double(x[i])) - L(m)) / L(t);
+      y[i] = from_double<T>(double(op == kSoftmax ? std::exp(z) / d : z - logd));
+    }
+  }
+
+  // T = +inf: uniform over the finite entries; +inf entries, NaN and all -inf
+  // rows as special() (the contract's rules hold in the limit).
+  void uniform(const T* x, std::size_t n, T* y, T* lse) const {
+    const double inf = std::numeric_limits<double>::infinity();
+    std::size_t finite = 0;
+    bool other = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      double v = to_double(x[i]);
+      if (std::isfinite(v)) ++finite;
+      else if (v != -inf) other = true;  // NaN or +inf
+    }
+    if (other || finite == 0) return special(x, n, y, lse);
+    const double c = double(finite);
+    if (op == kLogSumExp) { *lse = from_double<T>(std::log(c)); return; }
+    const T in = from_double<T>(op == kSoftmax ? 1.0 / c : -std::log(c));
+    const T out = from_double<T>(op == kSoftmax ? 0.0 : -inf);
+    for (std::size_t i = 0; i < n; ++i) y[i] = std::isfinite(to_double(x[i])) ? in : out;
+  }
+
   // x, y contiguous (y unused for logsumexp, lse unused otherwise).
   void solve(const T* x, std::size_t n, T* y, T* lse, const ChunkRunner& run) const {
     switch (alg) {
@@ -547,6 +750,7 @@ struct ThreadScratch {
   std::vector<ExtAccD> exts;
   std::vector<OnlineAccD> onl;
   std::vector<S> reload_buf;
+  std::vector<double> sums2;
   std::vector<T> xrow, yrow;
   std::vector<unsigned char> mrow;
 };
@@ -649,8 +853,12 @@ void fill_masked(Op op, const Row<T>& row, std::size_t n) {
 
 template <class T>
 void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename ComputeType<T>::type>& kern,
-                  const Runner& runner) {
+                  const Runner& runner, const Temperature* temp = nullptr) {
   const std::size_t n = P.n;
+  ExpScale<typename ComputeType<T>::type> shared_sc{};
+  bool shared_ok = false;
+  const bool shared = temp != nullptr && temp->mode == Temperature::kScalar;
+  if (shared) shared_ok = kern.prepare_temperature(temp->value, &shared_sc);
   for_rows<T>(P, runner, [&](const Row<T>& row, ThreadScratch<T>& sc, const ChunkRunner& run) {
     const bool lse_op = op == kLogSumExp;
     if (row.mask && row.live == 0) {
@@ -661,7 +869,19 @@ void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename Co
       return;
     }
     RowSolver<T> solver{kern, P.chunk, op, alg, &sc.sums, &sc.exts, &sc.onl, &sc.reload_buf};
-    solver.solve(row.x, n, lse_op ? nullptr : row.y, lse_op ? row.y : nullptr, run);
+    if (temp == nullptr) {
+      solver.solve(row.x, n, lse_op ? nullptr : row.y, lse_op ? row.y : nullptr, run);
+    } else {
+      solver.sums2 = &sc.sums2;
+      if (shared) {
+        solver.shared_sc = &shared_sc;
+        solver.shared_t = temp->value;
+        solver.shared_ok = shared_ok;
+      }
+      const double t = temp->mode == Temperature::kPerRow ? temp->per_row[row.index] : temp->value;
+      solver.solve_t(row.x, n, lse_op ? nullptr : row.y, lse_op ? row.y : nullptr, t,
+                     temp->mode == Temperature::kAdaptive, run);
+    }
     if (!lse_op) fill_masked(op, row, n);
   });
 }
@@ -819,6 +1039,12 @@ template <class T> struct ComputeFn {
     compute_rows<T>(op, alg, P, k, r);
   }
 };
+template <class T> struct ComputeTemperatureFn {
+  template <class K>
+  static void run(const K& k, Op op, Alg alg, const Problem& P, const Runner& r, const Temperature* t) {
+    compute_rows<T>(op, alg, P, k, r, t);
+  }
+};
 template <class T> struct AccumulateFn {
   template <class K> static void run(const K& k, const Problem& P, double* acc, const Runner& r) {
     accumulate_rows<T>(P, k, acc, r);
@@ -884,6 +1110,23 @@ void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bo
                            std::ptrdiff_t(item_size(dtype)));
   if (P.rows == 0 || P.n == 0) return;
   dispatch<ComputeFn>(dtype, table_now(), op, alg, P, runner);
+}
+
+void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
+                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner) {
+  if (temperature.mode == Temperature::kNone) return compute(op, alg, dtype, x, reduced, where, y, runner);
+  if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
+  if (temperature.mode < Temperature::kNone || temperature.mode > Temperature::kAdaptive)
+    throw std::invalid_argument("bad temperature mode");
+  if (temperature.mode == Temperature::kPerRow && temperature.per_row == nullptr)
+    throw std::invalid_argument("per-row temperature without its array");
+  if (temperature.mode == Temperature::kScalar && !(temperature.value > 0))
+    throw std::invalid_argument("temperature must be > 0");
+  check_dtype(dtype);
+  Problem P = make_problem(dtype, x, reduced, where, y, op == kLogSumExp ? Out::kScalar : Out::kRow,
+                           std::ptrdiff_t(item_size(dtype)));
+  if (P.rows == 0 || P.n == 0) return;
+  dispatch<ComputeTemperatureFn>(dtype, table_now(), op, alg, P, runner, &temperature);
 }
 
 void accumulate(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, double* acc,

@@ -88,6 +88,21 @@ struct Strided {
 void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
              const Strided& where, void* y, const Runner& runner);
 
+// Temperature (op(x / T)): none (= compute above), one T for every row, one
+// per row (`per_row`: C-contiguous float64 of the batch shape, indexed like
+// logsumexp's output), or adaptive (T = 1/beta, beta from the entropy of
+// softmax(x) per row; Velickovic et al. 2024). T is > 0, finite or +inf (the
+// uniform limit); the caller validates it.
+struct Temperature {
+  enum Mode : int { kNone = 0, kScalar = 1, kPerRow = 2, kAdaptive = 3 };
+  Mode mode = kNone;
+  double value = 1.0;                // kScalar
+  const double* per_row = nullptr;   // kPerRow
+};
+
+void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
+                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner);
+
 // accumulate: acc is C-contiguous float64 of batch shape + (kAccSize,).
 void accumulate(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
                 double* acc, const Runner& runner);

@@ -23,6 +23,26 @@ template <class S> struct ExtExpAcc { S v; S e; };
 // Accumulator of the online (running max) sum of one piece.
 template <class S> struct OnlineAcc { S m; S d; };
 
+// Parameters of e^(d/T) for a temperature T (kernels with the _t suffix),
+// filled by Kernels::prepare_temperature. Two forms:
+//  fused (T within a window where every scaled constant stays a normal
+//  number): the range reduction and the polynomial carry T, so e^(d/T) costs
+//  exactly the operations of e^d (no multiply by 1/T): n = round(d log2e/T),
+//  t = d - n (T ln2) with T ln2 split hi + lo (hi short enough that n*hi is
+//  exact), u = t (c[0] + t (c[1] + ...)) with c[0] = 1/T, c[k+1] = q_k / T^(k+2);
+//  plain: d * inv_t, then the ordinary exp.
+constexpr int kExpScaleCoeffs = 12;  // float: 4 + 2 used, double: 10 + 2
+template <class S> struct ExpScale {
+  S inv_t;                 // 1/T
+  S log2e_t;               // log2(e) / T
+  S ln2_hi_t, ln2_lo_t;    // T ln2 = hi + lo
+  S lo_t;                  // d below this gives 0 (the exp's lower clamp times T)
+  S big_lo_t;              // two-pass: x clamped below at -2 L T (L = the two-pass limit)
+  S c[kExpScaleCoeffs];    // c[0] = 1/T, c[k + 1] = q_k / T^(k+2)
+  int fused;               // 1: the fused form, 0: the plain one
+  int shift;               // the max-based _t kernels' exps come out times 2^shift (see kernels.inc)
+};
+
 // The kernels for one storage type T computing in S (float, or double for T = double).
 // Naming follows XNNPACK: r* reduce a piece, v* map it elementwise.
 // Every kernel works on a contiguous piece of n >= 1 elements; the caller
@@ -49,6 +69,30 @@ template <class T, class S> struct Kernels {
   void (*vscaleextexp)(const T* x, std::size_t n, S inv_v, S e, T* y);
   // y = (t - log v) + (n - e) ln2, or x - lse for entries below -2*T_big
   void (*vlogsoftmaxextexp)(const T* x, std::size_t n, S logv, S e, S lse, T* y);
+
+  // Temperature (appended): op(x / T) for the max-based and online
+  // algorithms; sc from prepare_temperature.
+  // fills sc for temperature t (finite, > 0); returns false when t is too
+  // extreme for the vector kernels (the driver then takes its scalar path)
+  bool (*prepare_temperature)(double t, ExpScale<S>* sc);
+  // sum of exp((x - m) / T) (times 2^sc->shift, as every exp of the _t kernels)
+  S (*raddexpminusmax_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc);
+  // the same, storing each exp((x - m) / T) in buf
+  S (*raddstoreexpminusmax_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc, S* buf);
+  // y = exp((x - m) / T) * scale
+  void (*vscaleexpminusmax_t)(const T* x, std::size_t n, S m, S scale, const ExpScale<S>* sc, T* y);
+  // y = (x - m) / T - logd (no overflow in x - m)
+  void (*vlogsoftmaxminusmax_t)(const T* x, std::size_t n, S m, S logd, S inv_t, T* y);
+  // online (m, d) of the piece with d = sum exp((x - m) / T), m the max of x
+  OnlineAcc<S> (*ronlineexp_t)(const T* x, std::size_t n, S inv_t);
+  // adaptive temperature: returns d = sum exp(x - m) and adds
+  // sum exp(x - m) (x - m) to *s1 (the entropy's sum, same pass)
+  S (*raddexpminusmax_entropy)(const T* x, std::size_t n, S m, S* s1);
+  // two-pass of x / T (fused form only): as raddextexp, vscaleextexp and
+  // vlogsoftmaxextexp with x / T for x (lse is that of x / T)
+  ExtExpAcc<S> (*raddextexp_t)(const T* x, std::size_t n, const ExpScale<S>* sc);
+  void (*vscaleextexp_t)(const T* x, std::size_t n, S inv_v, S e, const ExpScale<S>* sc, T* y);
+  void (*vlogsoftmaxextexp_t)(const T* x, std::size_t n, S logv, S e, S lse, const ExpScale<S>* sc, T* y);
 };
 
 struct KernelTable {
@@ -68,6 +112,10 @@ struct KernelTable {
   void (*exp_pn_f32)(const float* x, std::size_t n, float* p, float* e);
   void (*exp_nonpositive_f32)(const float* x, std::size_t n, float* y);  // the kernels' exp (x <= 0)
   void (*exp_f64)(const double* x, std::size_t n, double* y);
+  // test-only (appended): the temperature kernels' e^(d/T) 2^shift, d <= 0
+  // (returns the shift of ExpScale, -1 for T outside the window)
+  int (*exp_t_f32)(const float* d, std::size_t n, double t, float* y);
+  int (*exp_t_f64)(const double* d, std::size_t n, double t, double* y);
 };
 
 // Above this |row max| the two-pass range reduction is no longer exact enough

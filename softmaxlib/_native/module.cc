@@ -92,6 +92,36 @@ void compute(int op, int alg, int dtype, const py::array& x, std::uint64_t axes,
   drv::compute(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, yp, drv::pool_runner());
 }
 
+// temperature: mode 1 scalar (`value`), 2 per row (`per_row`: float64,
+// C-contiguous, one value per batch row), 3 adaptive.
+void compute_temperature(int op, int alg, int dtype, const py::array& x, std::uint64_t axes, py::array& y,
+                         const py::object& where, int mode, double value, const py::object& per_row) {
+  if (op < 0 || op > 2 || alg < 0 || alg > 3) throw std::invalid_argument("bad op/alg/dtype code");
+  if (mode < 1 || mode > 3) throw std::invalid_argument("temperature mode must be 1 (scalar), 2 (per row) or 3 (adaptive)");
+  const drv::DType dt = dtype_code(dtype, x);
+  const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
+  py::array keep;
+  const drv::Strided w = mask_of(where, reduced.size(), keep);
+  std::size_t n, rows = batch_size(x, reduced, n);
+  drv::Temperature temp;
+  temp.mode = drv::Temperature::Mode(mode);
+  temp.value = value;
+  py::array t_rows;
+  if (mode == drv::Temperature::kPerRow) {
+    if (per_row.is_none()) throw std::invalid_argument("a per-row temperature needs its array");
+    t_rows = py::reinterpret_borrow<py::array>(per_row);
+    if (t_rows.itemsize() != sizeof(double) || std::size_t(t_rows.size()) != rows || !(t_rows.flags() & py::array::c_style))
+      throw std::invalid_argument("per-row temperatures must be a C-contiguous float64 array of the batch shape");
+    temp.per_row = static_cast<const double*>(t_rows.data());
+  }
+  if (rows == 0 || n == 0) return;
+  check_output(y, drv::item_size(dt), op == drv::kLogSumExp ? rows : rows * n, "y");
+  const drv::Strided xs = strided(x);
+  void* yp = y.mutable_data();
+  py::gil_scoped_release release;
+  drv::compute_temperature(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, temp, yp, drv::pool_runner());
+}
+
 void accumulate(int dtype, const py::array& x, std::uint64_t axes, const py::object& where, py::array& acc) {
   const drv::DType dt = dtype_code(dtype, x);
   const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
@@ -183,6 +213,10 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("y"), py::arg("where"),
         "Fill y with op(x) over the axes whose bits are set in `axes`. Codes: op 0 softmax, 1 log_softmax, 2 logsumexp; alg 0 three-pass, "
         "1 three-pass-reload, 2 online, 3 two-pass; dtype 0 f32, 1 f64, 2 f16, 3 bf16.");
+  m.def("compute_temperature", &compute_temperature, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"),
+        py::arg("axes"), py::arg("y"), py::arg("where"), py::arg("mode"), py::arg("value"), py::arg("per_row"),
+        "compute() of op(x / T): mode 1 one temperature `value` (> 0, may be inf), 2 per row (`per_row`, float64 "
+        "C-contiguous of the batch shape), 3 adaptive (beta from the entropy of softmax(x)).");
   m.def("accumulate", &accumulate, py::arg("dtype"), py::arg("x"), py::arg("axes"), py::arg("where"), py::arg("acc"),
         "Fill acc (float64, batch shape + (5,)) with each row's [m, d, n_posinf, has_nan, n_valid].");
   m.def("finish", &finish, py::arg("op"), py::arg("dtype"), py::arg("x"), py::arg("axes"), py::arg("where"),
@@ -196,7 +230,9 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("kernel_names", [] {
     return std::vector<std::string>{"rmax", "raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax",
                                     "vscale", "vlogsoftmaxminusmax", "ronlineexp", "raddextexp",
-                                    "vscaleextexp", "vlogsoftmaxextexp"};
+                                    "vscaleextexp", "vlogsoftmaxextexp", "raddexpminusmax_t", "raddstoreexpminusmax_t",
+                                    "vscaleexpminusmax_t", "vlogsoftmaxminusmax_t", "ronlineexp_t",
+                                    "raddexpminusmax_entropy"};
   });
   // The XLA FFI handlers (softmaxlib/_backends/jax_ffi.py registers them), when
   // this build found the XLA FFI headers; an empty dict otherwise.
@@ -211,6 +247,7 @@ PYBIND11_MODULE(_kernels, m) {
     d["softmaxlib_topk_masked"] = py::capsule(xla_ffi_topk_masked_handler());
     d["softmaxlib_stablemax"] = py::capsule(xla_ffi_stablemax_handler());
     d["softmaxlib_stablemax_masked"] = py::capsule(xla_ffi_stablemax_masked_handler());
+    d["softmaxlib_compute_t"] = py::capsule(xla_ffi_compute_t_handler());
 #endif
     return d;
   });
@@ -228,6 +265,24 @@ PYBIND11_MODULE(_kernels, m) {
   });
   m.def("_exp_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<double>(x, current_table()->exp_f64);
+  });
+  m.def("_exp_t_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> d, double t) -> py::object {
+    py::array_t<float> y(d.size());
+    int shift;
+    {
+      py::gil_scoped_release release;
+      shift = current_table()->exp_t_f32(d.data(), std::size_t(d.size()), t, y.mutable_data());
+    }
+    return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
+  }, "test-only: (e^(d/T) 2^shift, shift) from the temperature kernels' exp, d <= 0 (None: T outside their window)");
+  m.def("_exp_t_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> d, double t) -> py::object {
+    py::array_t<double> y(d.size());
+    int shift;
+    {
+      py::gil_scoped_release release;
+      shift = current_table()->exp_t_f64(d.data(), std::size_t(d.size()), t, y.mutable_data());
+    }
+    return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
   });
   m.def("_exp_pn_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     py::array_t<float> p(x.size()), e(x.size());

@@ -19,6 +19,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -131,7 +132,8 @@ void advise_huge_pages(void* data, std::size_t bytes) {
 }
 
 ffi::Error run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::AnyBuffer* where, ffi::Result<ffi::AnyBuffer> y,
-               std::int32_t op, std::int32_t alg, std::int32_t n_reduced) {
+               std::int32_t op, std::int32_t alg, std::int32_t n_reduced,
+               const drv::Temperature* temperature = nullptr) {
   drv::DType dtype;
   if (!dtype_code(x.element_type(), dtype))
     return ffi::Error::InvalidArgument("softmaxlib: x must be float16, bfloat16, float32 or float64");
@@ -169,7 +171,8 @@ ffi::Error run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::AnyBuffer* wh
   try {
     XlaPoolRunner runner(pool);
     advise_huge_pages(y->untyped_data(), y->size_bytes());
-    drv::compute(drv::Op(op), drv::Alg(alg), dtype, xs, reduced, w, y->untyped_data(), runner);
+    if (temperature == nullptr) drv::compute(drv::Op(op), drv::Alg(alg), dtype, xs, reduced, w, y->untyped_data(), runner);
+    else drv::compute_temperature(drv::Op(op), drv::Alg(alg), dtype, xs, reduced, w, *temperature, y->untyped_data(), runner);
   } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("softmaxlib: ") + e.what());
   }
@@ -185,6 +188,53 @@ ffi::Error compute_masked_impl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyB
                                ffi::Result<ffi::AnyBuffer> y, std::int32_t op, std::int32_t alg,
                                std::int32_t n_reduced) {
   return run(pool, x, &where, y, op, alg, n_reduced);
+}
+
+// op(x / T). Operands: x, then where (when `masked`), then the per-row
+// temperatures (mode 2: float32 or float64 of the batch shape). mode 1: one
+// temperature, the attribute `temperature` (> 0, may be inf); mode 3: adaptive.
+ffi::Error compute_t_impl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::RemainingArgs rest,
+                          ffi::Result<ffi::AnyBuffer> y, std::int32_t op, std::int32_t alg, std::int32_t n_reduced,
+                          std::int32_t masked, std::int32_t mode, double temperature) {
+  if (mode < drv::Temperature::kScalar || mode > drv::Temperature::kAdaptive)
+    return ffi::Error::InvalidArgument("softmaxlib: mode must be 1 (scalar), 2 (per row) or 3 (adaptive)");
+  const std::size_t expect = (masked ? 1 : 0) + (mode == drv::Temperature::kPerRow ? 1 : 0);
+  if (rest.size() != expect)
+    return ffi::Error::InvalidArgument("softmaxlib: expected " + std::to_string(expect + 1) + " operands, got " +
+                                       std::to_string(rest.size() + 1));
+  std::optional<ffi::AnyBuffer> where;
+  if (masked) {
+    auto w = rest.get<ffi::AnyBuffer>(0);
+    if (w.has_error()) return w.error();
+    where = *w;
+  }
+  drv::Temperature temp;
+  temp.mode = drv::Temperature::Mode(mode);
+  temp.value = temperature;
+  std::vector<double> rows;
+  if (mode == drv::Temperature::kPerRow) {
+    auto t = rest.get<ffi::AnyBuffer>(expect - 1);
+    if (t.has_error()) return t.error();
+    auto dims = x.dimensions();
+    std::size_t nrows = 1;
+    if (n_reduced >= 1 && std::size_t(n_reduced) <= dims.size())
+      for (std::size_t i = 0; i + std::size_t(n_reduced) < dims.size(); ++i) nrows *= std::size_t(dims[i]);
+    if (t->element_count() != nrows)
+      return ffi::Error::InvalidArgument("softmaxlib: per-row temperatures must have the batch shape");
+    if (t->element_type() == ffi::DataType::F64) {
+      const double* p = static_cast<const double*>(t->untyped_data());
+      rows.assign(p, p + nrows);
+    } else if (t->element_type() == ffi::DataType::F32) {
+      const float* p = static_cast<const float*>(t->untyped_data());
+      rows.assign(p, p + nrows);
+    } else {
+      return ffi::Error::InvalidArgument("softmaxlib: per-row temperatures must be float32 or float64");
+    }
+    temp.per_row = rows.data();
+  } else if (mode == drv::Temperature::kScalar && !(temperature > 0)) {
+    return ffi::Error::InvalidArgument("softmaxlib: the temperature must be > 0");
+  }
+  return run(pool, x, where ? &*where : nullptr, y, op, alg, n_reduced, &temp);
 }
 
 // Pieces of rows, for inputs sharded along a reduced axis: pass 1 gives each
@@ -295,7 +345,21 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SoftmaxlibFinish, softmaxlib::finish_impl,
                                   .Attr<std::int32_t>("op")
                                   .Attr<std::int32_t>("n_reduced"));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SoftmaxlibComputeT, softmaxlib::compute_t_impl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<std::int32_t>("op")
+                                  .Attr<std::int32_t>("alg")
+                                  .Attr<std::int32_t>("n_reduced")
+                                  .Attr<std::int32_t>("masked")
+                                  .Attr<std::int32_t>("mode")
+                                  .Attr<double>("temperature"));
+
 namespace softmaxlib {
+void* xla_ffi_compute_t_handler() { return reinterpret_cast<void*>(&SoftmaxlibComputeT); }
 void* xla_ffi_accumulate_handler() { return reinterpret_cast<void*>(&SoftmaxlibAccumulate); }
 void* xla_ffi_finish_handler() { return reinterpret_cast<void*>(&SoftmaxlibFinish); }
 void* xla_ffi_compute_handler() { return reinterpret_cast<void*>(&SoftmaxlibCompute); }
