@@ -244,22 +244,10 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
     >>> softmaxlib.softmax_topk(x, 1, axis=0, where=np.array([True, False, True])[:, None])
     (array([[0.88079708, 0.88079708]]), array([[2, 0]]))
     """
-    if xp is None and type(x) is np.ndarray:
-        xp = _NUMPY
-    else:
-        xp, x = _namespace_and_array(x, xp)
-    x = _as_floating(xp, x)
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         msg = f"softmax_topk ranks along one axis, an int; got axis={axis!r}"
         raise TypeError(msg)
-    shape = tuple(x.shape)
-    axes = _normalize_axes(axis, len(shape))
-    where = _broadcast_mask(xp, where, x)
-    if not shape:
-        x = xp.reshape(x, (1,))
-        where = None if where is None else xp.reshape(where, (1,))
-        axes = (0,)
-    (axis,) = axes
+    xp, x, shape, (axis,), where = _prepare(x, axis, where, xp)
     k = _check_k(k, x.shape[axis])
 
     result = NotImplemented
@@ -357,22 +345,10 @@ del _function
 
 def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None):
     """Check the arguments, run the fast path of ``x``'s namespace or the reference."""
-    if xp is None and type(x) is np.ndarray:
-        xp = _NUMPY  # the common case, without array_namespace's generic search
-    else:
-        xp, x = _namespace_and_array(x, xp)
-    x = _as_floating(xp, x)
     if algorithm not in ALGORITHMS:
         msg = f"unknown algorithm {algorithm!r}; valid names are {', '.join(map(repr, ALGORITHMS))}"
         raise ValueError(msg)
-    shape = tuple(x.shape)
-    axes = _normalize_axes(axis, len(shape))
-    where = _broadcast_mask(xp, where, x)
-    if not shape:
-        # A 0-d input is softmaxed over its single element, for every valid axis.
-        x = xp.reshape(x, (1,))
-        where = None if where is None else xp.reshape(where, (1,))
-        axes = (0,)
+    xp, x, shape, axes, where = _prepare(x, axis, where, xp)
 
     result = NotImplemented
     fast = _backends.fast_path(xp)
@@ -395,6 +371,31 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     if op == "logsumexp" and keepdims:
         result = xp.reshape(result, tuple(1 if a in axes else s for a, s in enumerate(shape)))
     return result
+
+
+def _prepare(x, axis, where, xp):
+    """The argument checks every function shares: ``(xp, x, shape, axes, where)``.
+
+    ``x`` as a floating array of namespace ``xp``, its original ``shape``, ``axes``
+    as a sorted tuple of non-negative axes and ``where`` broadcast to ``x`` (or
+    None).  A 0-d input comes back as one element of shape (1,) with ``axes``
+    (0,): it is normalised over its single element for every valid axis, and the
+    caller reshapes the result back to 0-d when ``shape`` is ().
+    """
+    if xp is None and type(x) is np.ndarray:
+        xp = _NUMPY  # the common case, without array_namespace's generic search
+    else:
+        xp, x = _namespace_and_array(x, xp)
+    x = _as_floating(xp, x)
+    shape = tuple(x.shape)
+    axes = _normalize_axes(axis, len(shape))
+    if where is not None:  # tested here: a call saved on the fast lane
+        where = _broadcast_mask(xp, where, x)
+    if not shape:
+        x = xp.reshape(x, (1,))
+        where = None if where is None else xp.reshape(where, (1,))
+        axes = (0,)
+    return xp, x, shape, axes, where
 
 
 _NUMPY = array_api_compat.array_namespace(np.empty(0))
