@@ -123,7 +123,17 @@ def softmax_topk(x, k, axis, where):
 
 
 def _native(op, alg, x, axes, where):
-    """Transpose the reduced axes last if needed, call the custom call, transpose back."""
+    """The custom call on ``x`` in any layout (see ``_reduced_last``)."""
+    return _reduced_last(op, x, axes, where, lambda x, where: _call(op, alg, len(axes), x, where))
+
+
+def _reduced_last(op, x, axes, where, call):
+    """``call(x, where)`` with the reduced axes moved last, and the result moved back.
+
+    The kernels take the reduced axes last and contiguous; the batch axes keep their
+    order, so a per-row temperature of the batch shape still lines up.  logsumexp's
+    result has only the batch axes: nothing to move back.
+    """
     import jax.numpy as jnp
 
     nd = x.ndim
@@ -134,7 +144,7 @@ def _native(op, alg, x, axes, where):
         x = jnp.transpose(x, perm)
         if where is not None:
             where = jnp.transpose(where, perm)
-    y = _call(op, alg, len(axes), x, where)
+    y = call(x, where)
     if moved and op != "logsumexp":
         y = jnp.transpose(y, np.argsort(perm))
     return y
@@ -353,21 +363,13 @@ def _native_t(op, alg, x, axes, where, mode, value, rows):
     """As ``_native``, with a temperature (the batch axes keep their order: rows fit)."""
     import jax.numpy as jnp
 
-    nd = x.ndim
-    batch = tuple(a for a in range(nd) if a not in axes)
-    perm = batch + tuple(axes)
-    moved = perm != tuple(range(nd))
-    if moved:
-        x = jnp.transpose(x, perm)
-        if where is not None:
-            where = jnp.transpose(where, perm)
-    masked = where is not None
-    placeholder = jnp.zeros((), dtype=x.dtype)
-    f = _with_jvp_t(op, alg, len(axes), masked, mode, value)
-    y = f(x, where if masked else jnp.zeros((), dtype=bool), placeholder if rows is None else rows)
-    if moved and op != "logsumexp":
-        y = jnp.transpose(y, np.argsort(perm))
-    return y
+    def call(x, where):
+        masked = where is not None
+        placeholder = jnp.zeros((), dtype=x.dtype)
+        f = _with_jvp_t(op, alg, len(axes), masked, mode, value)
+        return f(x, where if masked else jnp.zeros((), dtype=bool), placeholder if rows is None else rows)
+
+    return _reduced_last(op, x, axes, where, call)
 
 
 @functools.cache

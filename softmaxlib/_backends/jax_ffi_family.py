@@ -67,14 +67,7 @@ def stablemax(op, x, axes, where):
     import jax
 
     def ours(x, where):
-        nd = x.ndim
-        perm = tuple(a for a in range(nd) if a not in axes) + tuple(axes)
-        moved = perm != tuple(range(nd))
-        if moved:
-            x = jax.numpy.transpose(x, perm)
-            where = None if where is None else jax.numpy.transpose(where, perm)
-        y = _stablemax_call(op, len(axes), x, where)
-        return jax.numpy.transpose(y, np.argsort(perm)) if moved else y
+        return jax_ffi._reduced_last(op, x, axes, where, lambda x, where: _stablemax_call(op, len(axes), x, where))
 
     def reference(x, where):
         return _reference_stablemax(op, x, axes, where)
