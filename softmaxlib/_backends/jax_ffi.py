@@ -168,45 +168,19 @@ def _primitive():
     axis is gathered along it, so the answer stays right.
     """
     import jax
-    import jax.numpy as jnp
     from jax.extend.core import Primitive
-    from jax.interpreters import batching, mlir
 
     prim = Primitive("softmaxlib_ffi")
-
-    @functools.cache
-    def compiled(op, alg, n_reduced):
-        return jax.jit(lambda *a: prim.bind(*a, op=op, alg=alg, n_reduced=n_reduced))
-
-    def impl(*args, op, alg, n_reduced):
-        return compiled(op, alg, n_reduced)(*args)
 
     def abstract(x, *where, op, alg, n_reduced):
         shape = x.shape[: x.ndim - n_reduced] if op == "logsumexp" else x.shape
         return jax.core.ShapedArray(shape, x.dtype)
 
-    def batch(args, dims, **params):
-        # vmap adds a leading batch axis: move it to the front of every operand.
-        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-        moved = []
-        for a, d in zip(args, dims):
-            if d is None:
-                a = jnp.broadcast_to(a, (size,) + a.shape)
-            else:
-                a = jnp.moveaxis(a, d, 0)
-            moved.append(a)
-        return prim.bind(*moved, **params), 0
-
     def lower(ctx, *args, op, alg, n_reduced):
-        aval = ctx.avals_in[0]
-        num_batch = aval.ndim - n_reduced
+        num_batch = ctx.avals_in[0].ndim - n_reduced
         target = _TARGET if len(args) == 1 else _TARGET_MASKED
-        extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
-        rule = _sdy_rule(ctx, num_batch, n_reduced)
-        if rule is not None:
-            extra["sdy.sharding_rule"] = rule
         attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced)}
-        return jax.ffi.ffi_lowering(target, extra_attributes=extra)(ctx, *args, **attrs)
+        return _lower_ffi(ctx, args, target, num_batch, _sdy_rule(ctx, num_batch, n_reduced), attrs)
 
     def generic(x, *where, op, alg, n_reduced):
         # Other platforms: the reference. (platform_dependent selects the custom
@@ -219,12 +193,56 @@ def _primitive():
         xp = array_api_compat.array_namespace(x)
         return _reference.compute(xp, op, x, axes, where[0] if where else None, name)
 
+    return _register(prim, abstract, lower, generic)
+
+
+def _register(prim, abstract, lower, generic):
+    """Give ``prim`` the rules every softmaxlib primitive has, and return it.
+
+    Eager calls run a jit of the bind (so they take the lowering too), compiled once
+    per static configuration; vmap moves its axis to the front of every operand,
+    where the kernels take leading batch axes; ``lower`` (the custom call) lowers for
+    CPU and ``generic`` (the reference) for every other platform.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.interpreters import batching, mlir
+
+    @functools.cache
+    def compiled(**params):
+        return jax.jit(lambda *a: prim.bind(*a, **params))
+
+    def impl(*args, **params):
+        return compiled(**params)(*args)
+
+    def batch(args, dims, **params):
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        moved = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+                 for a, d in zip(args, dims)]
+        out = prim.bind(*moved, **params)
+        return out, ((0,) * len(out) if prim.multiple_results else 0)
+
     prim.def_impl(impl)
     prim.def_abstract_eval(abstract)
     batching.primitive_batchers[prim] = batch
-    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=False))
+    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=prim.multiple_results))
     mlir.register_lowering(prim, lower, platform="cpu")
     return prim
+
+
+def _lower_ffi(ctx, args, target, num_batch, rule, attrs):
+    """The custom call's lowering, marked batch partitionable over ``num_batch`` axes.
+
+    The ``num_batch_dims`` frontend attribute is what the batch-partitionable
+    registration reads (GSPMD); ``rule``, the Shardy rule, is None where it has none.
+    """
+    import jax
+    from jax.interpreters import mlir
+
+    extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
+    if rule is not None:
+        extra["sdy.sharding_rule"] = rule
+    return jax.ffi.ffi_lowering(target, extra_attributes=extra)(ctx, *args, **attrs)
 
 
 def _sdy_rule(ctx, num_batch, n_reduced):
@@ -378,16 +396,8 @@ def _primitive_t():
     x[, where][, per-row temperatures], params op, alg, n_reduced, masked, mode, value."""
     import jax
     from jax.extend.core import Primitive
-    from jax.interpreters import batching, mlir
 
     prim = Primitive("softmaxlib_ffi_t")
-
-    @functools.cache
-    def compiled(**params):
-        return jax.jit(lambda *a: prim.bind(*a, **params))
-
-    def impl(*args, **params):
-        return compiled(**params)(*args)
 
     def abstract(x, *rest, op, alg, n_reduced, masked, mode, value):
         shape = x.shape[: x.ndim - n_reduced] if op == "logsumexp" else x.shape
@@ -395,13 +405,9 @@ def _primitive_t():
 
     def lower(ctx, *args, op, alg, n_reduced, masked, mode, value):
         num_batch = ctx.avals_in[0].ndim - n_reduced
-        extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
-        rule = _sdy_rule(ctx, num_batch, n_reduced)
-        if rule is not None:
-            extra["sdy.sharding_rule"] = rule
         attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced),
                  "masked": np.int32(masked), "mode": np.int32(mode), "temperature": np.float64(value)}
-        return jax.ffi.ffi_lowering(_TARGET_T, extra_attributes=extra)(ctx, *args, **attrs)
+        return _lower_ffi(ctx, args, _TARGET_T, num_batch, _sdy_rule(ctx, num_batch, n_reduced), attrs)
 
     def generic(x, *rest, op, alg, n_reduced, masked, mode, value):
         import array_api_compat
@@ -413,25 +419,7 @@ def _primitive_t():
         xp = array_api_compat.array_namespace(x)
         return _reference.compute(xp, op, x, axes, where, name, temperature=_temperature_arg(mode, value, rows))
 
-    prim.def_impl(impl)
-    prim.def_abstract_eval(abstract)
-    batching.primitive_batchers[prim] = _batch_leading(prim)
-    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=False))
-    mlir.register_lowering(prim, lower, platform="cpu")
-    return prim
-
-
-def _batch_leading(prim):
-    """vmap rule: the new axis goes first on every operand (broadcast where absent)."""
-    import jax.numpy as jnp
-
-    def batch(args, dims, **params):
-        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-        moved = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
-                 for a, d in zip(args, dims)]
-        return prim.bind(*moved, **params), 0
-
-    return batch
+    return _register(prim, abstract, lower, generic)
 
 
 @functools.cache

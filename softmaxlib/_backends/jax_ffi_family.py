@@ -181,19 +181,10 @@ def _primitive():
     minor ones (top-k: the last one).
     """
     import jax
-    import jax.numpy as jnp
     from jax.extend.core import Primitive
-    from jax.interpreters import batching, mlir
 
     prim = Primitive("softmaxlib_family_ffi")
     prim.multiple_results = True
-
-    @functools.cache
-    def compiled(kind, n_reduced, k):
-        return jax.jit(lambda *a: prim.bind(*a, kind=kind, n_reduced=n_reduced, k=k))
-
-    def impl(*args, kind, n_reduced, k):
-        return compiled(kind, n_reduced, k)(*args)
 
     def abstract(x, *where, kind, n_reduced, k):
         if kind == "topk":
@@ -202,18 +193,9 @@ def _primitive():
             return (jax.core.ShapedArray(shape, x.dtype), jax.core.ShapedArray(shape, index))
         return (jax.core.ShapedArray(x.shape, x.dtype),)
 
-    def batch(args, dims, **params):
-        # vmap adds a leading batch axis: move it to the front of every operand.
-        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-        moved = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
-                 for a, d in zip(args, dims)]
-        outs = prim.bind(*moved, **params)
-        return outs, (0,) * len(outs)
-
     def lower(ctx, *args, kind, n_reduced, k):
         num_batch = ctx.avals_in[0].ndim - n_reduced
         masked = len(args) == 2
-        extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
         if kind == "topk":
             rule = _topk_sdy_rule(ctx, num_batch)
             target = _TARGETS["topk", masked]
@@ -222,9 +204,7 @@ def _primitive():
             rule = jax_ffi._sdy_rule(ctx, num_batch, n_reduced)
             target = _TARGETS["stablemax", masked]
             attrs = {"op": np.int32(_STABLEMAX_OPS[kind]), "n_reduced": np.int32(n_reduced)}
-        if rule is not None:
-            extra["sdy.sharding_rule"] = rule
-        return jax.ffi.ffi_lowering(target, extra_attributes=extra)(ctx, *args, **attrs)
+        return jax_ffi._lower_ffi(ctx, args, target, num_batch, rule, attrs)
 
     def generic(x, *where, kind, n_reduced, k):
         # Other platforms: the reference (see jax_ffi._primitive).
@@ -234,12 +214,7 @@ def _primitive():
             return [v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))]
         return [_reference_stablemax(kind, x, tuple(range(x.ndim - n_reduced, x.ndim)), where)]
 
-    prim.def_impl(impl)
-    prim.def_abstract_eval(abstract)
-    batching.primitive_batchers[prim] = batch
-    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=True))
-    mlir.register_lowering(prim, lower, platform="cpu")
-    return prim
+    return jax_ffi._register(prim, abstract, lower, generic)
 
 
 def _topk_sdy_rule(ctx, num_batch):
