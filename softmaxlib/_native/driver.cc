@@ -416,28 +416,35 @@ struct RowSolver {
     std::size_t nc = nchunks(n);
     sums->assign(nc, 0.0);
     if (reload && op == kSoftmax) {
-      // exp(x - m) is stored once and rescaled: in y itself when it has the
-      // compute type, else in a float scratch row (never rounded to 16 bits twice).
-      S* buf;
-      if constexpr (std::is_same_v<T, S>) buf = y;
-      else { reload_buf->resize(n); buf = reload_buf->data(); }
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        (*sums)[c] = k.raddstoreexpminusmax(x + lo, len, S(m), buf + lo);
+      return reload_softmax(n, nc, y, run, [&](std::size_t lo, std::size_t len, S* out) {
+        return k.raddstoreexpminusmax(x + lo, len, S(m), out);
       });
-      double d = merge_sum(sums->data(), nc);
-      S scale = S(1.0 / d);
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vscale(buf + lo, len, scale, y + lo);
-      });
-      return;
     }
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
       (*sums)[c] = k.raddexpminusmax(x + lo, len, S(m));
     });
     finish_maxbased(x, n, y, lse, m, merge_sum(sums->data(), nc), run);
+  }
+
+  // Softmax of a row whose exps are stored once and rescaled: in y itself when it
+  // has the compute type, else in a float scratch row (never rounded to 16 bits
+  // twice). store(lo, len, out) writes the chunk [lo, lo + len)'s exps to out and
+  // returns their sum; sums holds nc zeros.
+  template <class Store>
+  void reload_softmax(std::size_t n, std::size_t nc, T* y, const ChunkRunner& run, Store store) const {
+    S* buf;
+    if constexpr (std::is_same_v<T, S>) buf = y;
+    else { reload_buf->resize(n); buf = reload_buf->data(); }
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      (*sums)[c] = store(lo, len, buf + lo);
+    });
+    S scale = S(1.0 / merge_sum(sums->data(), nc));
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      k.vscale(buf + lo, len, scale, y + lo);
+    });
   }
 
   void online(const T* x, std::size_t n, T* y, T* lse, const ChunkRunner& run) const {
@@ -575,20 +582,10 @@ struct RowSolver {
     if (!prepare(t, &sc)) return scalar_t(x, n, y, lse, m, t);
     sums->assign(nc, 0.0);
     if (reload && op == kSoftmax) {
-      S* buf;
-      if constexpr (std::is_same_v<T, S>) buf = y;
-      else { reload_buf->resize(n); buf = reload_buf->data(); }
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        (*sums)[c] = k.raddstoreexpminusmax_t(x + lo, len, S(m), &sc, buf + lo);
+      // The stored exps are e^((x - m)/T) 2^shift and so is their sum: the shift cancels.
+      return reload_softmax(n, nc, y, run, [&](std::size_t lo, std::size_t len, S* out) {
+        return k.raddstoreexpminusmax_t(x + lo, len, S(m), &sc, out);
       });
-      // buf holds e^((x - m)/T) 2^shift and so does the sum: the shift cancels.
-      S scale = S(1.0 / merge_sum(sums->data(), nc));
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vscale(buf + lo, len, scale, y + lo);
-      });
-      return;
     }
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
