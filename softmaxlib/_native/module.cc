@@ -167,6 +167,20 @@ py::array_t<S> apply_exp(py::array_t<S, py::array::c_style | py::array::forcecas
   return y;
 }
 
+// The temperature kernels' exp: (e^(d/T) 2^shift, shift), or None where the kernel
+// declines T (a negative shift: T outside its window).
+template <class S>
+py::object apply_exp_t(py::array_t<S, py::array::c_style | py::array::forcecast> d, double t,
+                       int (*f)(const S*, std::size_t, double, S*)) {
+  py::array_t<S> y(d.size());
+  int shift;
+  {
+    py::gil_scoped_release release;
+    shift = f(d.data(), std::size_t(d.size()), t, y.mutable_data());
+  }
+  return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
+}
+
 // The softmax family. softmax_topk: values (x's dtype) and indices (int64),
 // C-contiguous of the batch shape + (k,).
 void softmax_topk(int dtype, const py::array& x, std::size_t axis, std::size_t k, const py::object& where,
@@ -266,23 +280,11 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("_exp_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<double>(x, current_table()->exp_f64);
   });
-  m.def("_exp_t_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> d, double t) -> py::object {
-    py::array_t<float> y(d.size());
-    int shift;
-    {
-      py::gil_scoped_release release;
-      shift = current_table()->exp_t_f32(d.data(), std::size_t(d.size()), t, y.mutable_data());
-    }
-    return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
+  m.def("_exp_t_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> d, double t) {
+    return apply_exp_t<float>(d, t, current_table()->exp_t_f32);
   }, "test-only: (e^(d/T) 2^shift, shift) from the temperature kernels' exp, d <= 0 (None: T outside their window)");
-  m.def("_exp_t_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> d, double t) -> py::object {
-    py::array_t<double> y(d.size());
-    int shift;
-    {
-      py::gil_scoped_release release;
-      shift = current_table()->exp_t_f64(d.data(), std::size_t(d.size()), t, y.mutable_data());
-    }
-    return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
+  m.def("_exp_t_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> d, double t) {
+    return apply_exp_t<double>(d, t, current_table()->exp_t_f64);
   });
   m.def("_exp_pn_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     py::array_t<float> p(x.size()), e(x.size());
