@@ -49,10 +49,20 @@ def assert_close(op, y, x, axes, where=None):
     dist = np.where(np.isfinite(dist), dist, 0)
     if op == "logsumexp":
         dist = np.max(dist, axis=axes)
-    # a result beyond the dtype's range rounds to +-inf (the contract)
+    _assert_within_bounds(op, y, exact, x.dtype, rtol, cond, tiny, dist)
+
+
+def _assert_within_bounds(op, y, exact, dtype, rtol, cond, tiny, dist):
+    """The per-element check of assert_close and assert_close_t; returns ``exact`` clamped.
+
+    softmax: relative ``rtol + cond * dist`` (absolute ``tiny`` below it); the others:
+    ``rtol`` relative to max(1, |exact|) plus ``cond * dist``.  ``dist`` is each
+    entry's (scaled) distance to the row's max, where the inputs' rounding enters.
+    """
     import ml_dtypes
 
-    top = float(ml_dtypes.finfo(x.dtype).max)
+    # a result beyond the dtype's range rounds to +-inf (the contract)
+    top = float(ml_dtypes.finfo(dtype).max)
     exact = np.where(exact > top, np.inf, np.where(exact < -top, -np.inf, exact))
     with np.errstate(invalid="ignore"):
         err = np.abs(y - exact)
@@ -65,6 +75,7 @@ def assert_close(op, y, x, axes, where=None):
     assert ok.all(), (
         f"{op}: {np.count_nonzero(~ok)} bad; worst got {y[~ok][:3]}, exact {exact[~ok][:3]}"
     )
+    return exact
 
 
 # --------------------------------------------------------------------------- temperature
@@ -140,21 +151,7 @@ def assert_close_t(op, y, x, axes, temperature, where=None, cond=None):
         dist = dist + np.where(np.isfinite(mean), mean, 0)
     if op == "logsumexp":
         dist = np.max(dist, axis=axes)
-    import ml_dtypes
-
-    top = float(ml_dtypes.finfo(x.dtype).max)
-    exact = np.where(exact > top, np.inf, np.where(exact < -top, -np.inf, exact))
-    with np.errstate(invalid="ignore"):
-        err = np.abs(y - exact)
-        if op == "softmax":
-            bound = np.where(exact < tiny, tiny, (rtol + cond * dist) * exact)
-        else:
-            bound = rtol * np.maximum(1, np.abs(exact)) + cond * dist
-        same_special = (np.isnan(y) & np.isnan(exact)) | (y == exact)
-        ok = same_special | (err <= bound)
-    assert ok.all(), (
-        f"{op}: {np.count_nonzero(~ok)} bad; worst got {y[~ok][:3]}, exact {exact[~ok][:3]}"
-    )
+    exact = _assert_within_bounds(op, y, exact, x.dtype, rtol, cond, tiny, dist)
     return max_rel_error(op, y, exact, tiny)
 
 
