@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import softmaxlib
-from tests.backends import numpy_dtype
-from tests.conformance.test_matrix import OPS, _as_numpy_layout, _layout, _mask, _normalized_axes, _values
+from tests.conformance import test_matrix
+from tests.conformance.test_matrix import OPS, _normalized_axes, _values
 from tests.oracle import check, check_topk
 
 
@@ -54,19 +54,8 @@ def _case_values(case, dtype, rng):
 
 
 def _prepare(backend, case, dtype_name):
-    """(x in the backend, its values as float64 NumPy, where (NumPy), where (backend), axes, rng)."""
-    if dtype_name not in backend.dtypes:
-        pytest.skip(f"{backend.name} has no {dtype_name}")
-    dtype = numpy_dtype(dtype_name)
-    rng = np.random.default_rng(abs(hash((case.id, dtype_name))) % 2**32)
-    values = _case_values(case, dtype, rng)
-    base = backend.from_numpy(values.astype(dtype))
-    xp = array_api_compat.array_namespace(base)
-    x = _layout(case, xp, base, backend)
-    x_values = _as_numpy_layout(case, values)
-    where = _mask(case, x_values.shape, rng)
-    where_arg = None if where is None else backend.from_numpy(where)
-    return x, x_values, where, where_arg, rng
+    """test_matrix's _prepare, with this module's value kinds ("scales", "ties")."""
+    return test_matrix._prepare(backend, case, dtype_name, values_of=_case_values)
 
 
 def _call_all(backend, functions, x, **kwargs):

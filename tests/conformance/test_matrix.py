@@ -144,6 +144,27 @@ def _as_numpy_layout(case, a):
     return a
 
 
+def _prepare(backend, case, dtype_name, values_of=_values):
+    """(x in the backend, its values as float64 NumPy, where (NumPy), where (backend), rng).
+
+    Skips a dtype the backend lacks.  ``values_of(case, dtype, rng)`` gives the float64
+    values, exact in ``dtype``; the mask is drawn from the same ``rng`` after them.
+    """
+    import array_api_compat
+
+    if dtype_name not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no {dtype_name}")
+    dtype = numpy_dtype(dtype_name)
+    rng = np.random.default_rng(abs(hash((case.id, dtype_name))) % 2**32)
+    values = values_of(case, dtype, rng)
+    base = backend.from_numpy(values.astype(dtype))
+    x = _layout(case, array_api_compat.array_namespace(base), base, backend)
+    x_values = _as_numpy_layout(case, values)
+    where = _mask(case, x_values.shape, rng)
+    where_arg = None if where is None else backend.from_numpy(where)
+    return x, x_values, where, where_arg, rng
+
+
 def _normalized_axes(axis, ndim):
     if ndim == 0:
         return ()
@@ -157,19 +178,10 @@ def _normalized_axes(axis, ndim):
 @pytest.mark.parametrize("algorithm", softmaxlib.ALGORITHMS)
 @pytest.mark.parametrize("dtype_name", ("float16", "bfloat16", "float32", "float64", "int"))
 def test_conformance(backend, dtype_name, algorithm, case):
-    if dtype_name not in backend.dtypes:
-        pytest.skip(f"{backend.name} has no {dtype_name}")
-    dtype = numpy_dtype(dtype_name)
-    rng = np.random.default_rng(abs(hash((case.id, dtype_name))) % 2**32)
-    values = _values(case, dtype, rng)
-    base = backend.from_numpy(values.astype(dtype))
     import array_api_compat
 
-    xp = array_api_compat.array_namespace(base)
-    x = _layout(case, xp, base, backend)
-    x_values = _as_numpy_layout(case, values)
-    where = _mask(case, x_values.shape, rng)
-    where_arg = None if where is None else backend.from_numpy(where)
+    x, x_values, where, where_arg, _ = _prepare(backend, case, dtype_name)
+    xp = array_api_compat.array_namespace(x)
     axes = _normalized_axes(case.axis, x_values.ndim)
 
     for op, function in OPS.items():
