@@ -189,15 +189,22 @@ _SHARDING_SCRIPT = textwrap.dedent(
 
 
 def test_sharding_in_subprocess():
-    proc = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], capture_output=True, text=True,
+    # Sharded over batch axes: shard-local. Sharded along the reduced axis (an
+    # explicit sharding): per-shard accumulators merged, the rows never gathered.
+    check_sharding_script(_SHARDING_SCRIPT)
+
+
+def check_sharding_script(script):
+    """Run a sharding script on CPU in a fresh interpreter (the host device count is
+    fixed when JAX starts) and check each case of the JSON on its last line: the
+    custom call ran, the result is right, and nothing was all-gathered."""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, r in out.items():
         assert r["custom_call"], key
         assert r["ok"], key
-        # Sharded over batch axes: shard-local. Sharded along the reduced axis (an
-        # explicit sharding): per-shard accumulators merged, the rows never gathered.
         assert not r["all_gather"], key
 
 

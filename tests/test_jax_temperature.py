@@ -10,10 +10,6 @@ Values themselves are checked against float64 oracles in tests/native/test_tempe
 """
 
 import inspect
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -25,6 +21,7 @@ jnp = jax.numpy
 from softmaxlib._backends import jax_ffi, numpy_native  # noqa: E402
 
 from softmaxlib import _reference  # noqa: E402
+from tests.test_jax_ffi import check_sharding_script  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not jax_ffi.available(), reason="built without the XLA FFI headers"),
@@ -301,11 +298,4 @@ _SHARDING_SCRIPT = textwrap.dedent(
 
 
 def test_sharding_over_batch_axes_in_subprocess():
-    proc = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], capture_output=True, text=True,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key, r in out.items():
-        assert r["custom_call"], key
-        assert r["ok"], key
-        assert not r["all_gather"], key  # shard-local: rows and their temperatures stay put
+    check_sharding_script(_SHARDING_SCRIPT)  # shard-local: rows and their temperatures stay put
