@@ -180,7 +180,8 @@ def _primitive():
         num_batch = ctx.avals_in[0].ndim - n_reduced
         target = _TARGET if len(args) == 1 else _TARGET_MASKED
         attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced)}
-        return _lower_ffi(ctx, args, target, num_batch, _sdy_rule(ctx, num_batch, n_reduced), attrs)
+        rule = _sdy_rule(ctx, num_batch, n_reduced)
+        return _lower_ffi(ctx, args, target, num_batch, rule, attrs)
 
     def generic(x, *where, op, alg, n_reduced):
         # Other platforms: the reference. (platform_dependent selects the custom
@@ -407,7 +408,8 @@ def _primitive_t():
         num_batch = ctx.avals_in[0].ndim - n_reduced
         attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced),
                  "masked": np.int32(masked), "mode": np.int32(mode), "temperature": np.float64(value)}
-        return _lower_ffi(ctx, args, _TARGET_T, num_batch, _sdy_rule(ctx, num_batch, n_reduced), attrs)
+        rule = _sdy_rule(ctx, num_batch, n_reduced)
+        return _lower_ffi(ctx, args, _TARGET_T, num_batch, rule, attrs)
 
     def generic(x, *rest, op, alg, n_reduced, masked, mode, value):
         import array_api_compat

@@ -67,7 +67,10 @@ def stablemax(op, x, axes, where):
     import jax
 
     def ours(x, where):
-        return jax_ffi._reduced_last(op, x, axes, where, lambda x, where: _stablemax_call(op, len(axes), x, where))
+        def call(x, where):
+            return _stablemax_call(op, len(axes), x, where)
+
+        return jax_ffi._reduced_last(op, x, axes, where, call)
 
     def reference(x, where):
         return _reference_stablemax(op, x, axes, where)
