@@ -774,6 +774,11 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
 
   // Row offsets are found by unravelling the row index over the batch dims.
   auto row_offsets = [&](std::size_t r, std::ptrdiff_t& ox, std::ptrdiff_t& oy, std::ptrdiff_t& ow) {
+    if (P.batch.shape.size() == 1) {  // the common case (batch dims collapsed): no division per row
+      ox = std::ptrdiff_t(r) * P.batch.xs[0], oy = std::ptrdiff_t(r) * P.batch.ys[0];
+      ow = std::ptrdiff_t(r) * P.batch.ws[0];
+      return;
+    }
     ox = oy = ow = 0;
     for (std::size_t k = P.batch.shape.size(); k-- > 0;) {
       std::ptrdiff_t i = std::ptrdiff_t(r % std::size_t(P.batch.shape[k]));

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>  // std::index_sequence in kernels.inc (included inside a namespace)
 
 namespace softmaxlib {
 
