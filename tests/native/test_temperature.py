@@ -277,7 +277,9 @@ def test_kernel_exp_ulp(isa, dtype):
     # see temperature_shift in kernels.inc) against the correctly rounded value
     # (float64 / long double oracle), d <= 0, over the fused window, its edges and
     # the plain (multiply) form beyond it; results down to the smallest normal.
-    # float32: <= 1 ulp; float64: <= 4 ulp (the plain float64 exp measures 2).
+    # float32: <= 1 ulp in the fused window, <= 4 ulp beyond it (the multiply form
+    # runs the max-based kernels' exp, whose one-constant reduction allows 4);
+    # float64: <= 4 ulp (the plain float64 exp measures 2).
     k = numpy_native._kernels
     f, wide, top, bound = ((k._exp_t_f32, np.float64, 87.4, 1) if dtype == np.float32
                            else (k._exp_t_f64, np.longdouble, 708.4, 4))
@@ -290,7 +292,8 @@ def test_kernel_exp_ulp(isa, dtype):
         keep = exact >= np.finfo(dtype).tiny
         rounded = exact[keep].astype(dtype)
         err = np.abs(y[keep] - rounded) / np.spacing(rounded)
-        assert err.max() <= bound, (t, float(err.max()))
+        fused = dtype == np.float64 or 2.0**-20 <= t <= 2.0**20
+        assert err.max() <= (bound if fused else 4), (t, float(err.max()))
     assert f(np.zeros(3, dtype), 1e-305 if dtype == np.float64 else 1e-35) is None  # the driver's scalar path
 
 
