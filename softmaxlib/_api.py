@@ -41,12 +41,14 @@ _TEMPERATURE = """temperature : float, array or "adaptive", optional
         temperatures raise ValueError (inside ``jax.jit`` they cannot be checked:
         such rows give NaN).  Default None: no temperature."""
 
+_XP = """xp : array namespace, optional
+        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise."""
+
 _COMMON_OPTIONS = """algorithm : {"auto", "three-pass", "three-pass-reload", "online", "two-pass"}
         How to compute it; see :data:`softmaxlib.ALGORITHMS`.  All give the same
         result within the documented tolerance; "auto" picks the fastest for the
         backend, dtype and size.
-    xp : array namespace, optional
-        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise."""
+    """ + _XP
 
 
 def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None):
@@ -200,8 +202,7 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
         Broadcastable to ``x``.  Only entries where it is True take part in the
         normalisation; the others have probability 0 and rank after every unmasked
         entry.
-    xp : array namespace, optional
-        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise.
+    {xp}
 
     Returns
     -------
@@ -273,8 +274,7 @@ def stablemax(x, /, axis=-1, *, where=None, xp=None):
     Parameters
     ----------
     {params}
-    xp : array namespace, optional
-        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise.
+    {xp}
 
     Returns
     -------
@@ -309,8 +309,7 @@ def log_stablemax(x, /, axis=-1, *, where=None, xp=None):
     Parameters
     ----------
     {params}
-    xp : array namespace, optional
-        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise.
+    {xp}
 
     Returns
     -------
@@ -336,9 +335,9 @@ def log_stablemax(x, /, axis=-1, *, where=None, xp=None):
     return _compute("log_stablemax", x, axis, where, "auto", xp)
 
 
-for _function in (softmax, log_softmax, logsumexp, stablemax, log_stablemax):
+for _function in (softmax, log_softmax, logsumexp, softmax_topk, stablemax, log_stablemax):
     _function.__doc__ = _function.__doc__.format(
-        params=_COMMON_PARAMETERS, options=_COMMON_OPTIONS, temperature=_TEMPERATURE
+        params=_COMMON_PARAMETERS, options=_COMMON_OPTIONS, temperature=_TEMPERATURE, xp=_XP
     )
 del _function
 

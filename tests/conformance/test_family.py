@@ -25,13 +25,9 @@ from tests.oracle import check, check_topk
 
 
 @dataclasses.dataclass(frozen=True)
-class Case:
-    id: str
-    shape: tuple
-    axis: object = -1
-    values: str = "normal"
-    layout: str = "contiguous"
-    mask: str | None = None
+class Case(test_matrix.Case):
+    """A matrix case plus what the family's functions take."""
+
     #: None, a number, "adaptive", "rows" (an array of the batch shape) or
     #: "rows-keepdims" (the same with length 1 on the reduced axes).
     temperature: object = None
