@@ -24,7 +24,7 @@ MEASUREMENT_KEYS = {
     "peer_over_ours", "skipped",
 }
 BAR_KEYS = {"issue", "description", "measured", "required", "at_least", "status", "timings",
-            "note"}
+            "note", "ceiling", "reachable"}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,14 @@ def test_json_schema(cli_run):
         assert section["bars"], section["name"]
         for bar in section["bars"]:
             assert set(bar) == BAR_KEYS
-            assert bar["status"] in ("PASS", "FAIL", "N/A")
+            assert bar["status"] in ("PASS", "FAIL", "FAIL (out of reach)", "N/A")
+    # Every speed-up over a peer has its ceiling: the same peer over the yardstick.
+    peer_bars = [bar for section in report["sections"][1:] for bar in section["bars"]
+                 if "scipy" in bar["description"] and bar["description"].endswith("time / ours")
+                 and bar["measured"] is not None]
+    assert peer_bars
+    for bar in peer_bars:
+        assert bar["ceiling"] is not None and bar["reachable"] is not None
     if proc.stdout.count("plot written"):
         assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -122,6 +129,20 @@ def test_median_bandwidth_and_bars():
     assert Bar("#3", "time ratio", 1.7, 1.8, at_least=False).status == "PASS"
     assert Bar("#3", "time ratio", 1.9, 1.8, at_least=False).status == "FAIL"
     assert Bar("#3", "not measured", None, 1.8).status == "N/A"
+
+
+def test_bar_ceiling_marks_bars_out_of_reach():
+    # A peer only 4.8x slower than a copy: no implementation can be 8x faster than it.
+    out_of_reach = Bar("#3", "speed-up", 3.7, 8.0, ceiling=4.8)
+    assert out_of_reach.reachable is False
+    assert out_of_reach.status == "FAIL (out of reach)"
+    missed = Bar("#3", "speed-up", 3.7, 4.0, ceiling=4.8)
+    assert missed.reachable is True and missed.status == "FAIL"
+    # A pass stays a pass; without a yardstick nothing is claimed.
+    assert Bar("#3", "speed-up", 4.5, 4.0, ceiling=4.8).status == "PASS"
+    assert Bar("#3", "speed-up", 3.7, 8.0).reachable is None
+    assert Bar("#3", "speed-up", 3.7, 8.0).status == "FAIL"
+    assert Bar("#3", "speed-up", 3.7, 8.0, ceiling=4.8).to_dict()["reachable"] is False
 
 
 def test_harness_sample_counts_and_loops():

@@ -172,12 +172,14 @@ def _bars_table(report):
     rows = list(_bars(report))
     if not rows:
         return ""
-    lines = ["| bar | measured | required | status |", "|---|---|---|---|"]
+    lines = ["| bar | measured | required | ceiling | status |", "|---|---|---|---|---|"]
     for bar in rows:
         relation = ">=" if bar.get("at_least", True) else "<="
+        ceiling = bar.get("ceiling")
         lines.append(
             f"| {_cell(bar.get('description'))} | {_number(bar.get('measured'))} | "
-            f"{relation} {_number(bar.get('required'))} | {_cell(bar.get('status', ''))} |"
+            f"{relation} {_number(bar.get('required'))} | "
+            f"{'-' if ceiling is None else _number(ceiling)} | {_cell(bar.get('status', ''))} |"
         )
     return "\n".join(lines)
 

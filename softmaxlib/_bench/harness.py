@@ -1,9 +1,10 @@
 """The measurement harness: warm-up, repeated timed runs, medians, progress.
 
-``Harness.time(fn)`` calls ``fn()`` once to warm up (compilation, page faults,
+``Harness.time(fn)`` calls ``fn()`` twice to warm up (compilation, page faults,
 thread-pool start), then times samples with ``time.perf_counter`` until the
 case's time budget is spent, keeping between ``min_samples`` and ``max_samples``
-samples. Calls much shorter than a millisecond are timed in loops of several
+samples; ``Harness.time_together`` does the same for several callables in
+interleaved rounds (the bars' contenders). Calls much shorter than a millisecond are timed in loops of several
 calls per sample (as ``timeit`` does), so the clock's own cost stays negligible.
 """
 
@@ -54,25 +55,39 @@ class Harness:
 
     def time(self, fn):
         """Warm ``fn`` up, then time it; returns a ``Timing``."""
+        return self.time_together([fn], [self.warm_up(fn)])[0]
+
+    def warm_up(self, fn):
+        """Call ``fn`` twice untimed (compilation, first-touch page faults, thread
+        pools); returns how many calls one timed sample of it loops."""
         start = time.perf_counter()
         fn()
         warm_s = time.perf_counter() - start
-        # A second untimed call gives a better estimate of one call than the first
-        # (which may include compilation or first-touch page faults).
+        # The second call estimates one call better than the first.
         start = time.perf_counter()
         fn()
-        one_call_s = min(warm_s, time.perf_counter() - start)
-        number = calls_per_sample(one_call_s)
-        samples = []
-        deadline = time.perf_counter() + self.budget_s
-        while len(samples) < self.max_samples:
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            samples.append((time.perf_counter() - start) / number)
-            if len(samples) >= self.min_samples and time.perf_counter() >= deadline:
+        return calls_per_sample(min(warm_s, time.perf_counter() - start))
+
+    def time_together(self, fns, numbers):
+        """Time warmed-up callables in interleaved rounds, one sample of each per
+        round, until ``budget_s`` per callable is spent; a ``Timing`` per callable.
+
+        ``numbers[i]`` is the calls per sample of ``fns[i]`` (``warm_up``). Side by
+        side, a machine whose speed drifts (other tenants, clock changes) slows
+        every contender alike, so the ratios of their medians hold; blocks timed
+        one after the other can each catch a different phase of the drift.
+        """
+        samples = [[] for _ in fns]
+        deadline = time.perf_counter() + self.budget_s * len(fns)
+        while len(samples[0]) < self.max_samples:
+            for fn, number, out in zip(fns, numbers, samples):
+                start = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                out.append((time.perf_counter() - start) / number)
+            if len(samples[0]) >= self.min_samples and time.perf_counter() >= deadline:
                 break
-        return Timing(samples, number)
+        return [Timing(s, number) for s, number in zip(samples, numbers)]
 
     def progress(self, section, text):
         """One progress line on stderr: ``[section  #n] text``."""

@@ -81,9 +81,10 @@ def bars_table(bars):
     rows = []
     for b in bars:
         bound = (">= " if b.at_least else "<= ") + f"{b.required:g}"
-        rows.append([b.issue, b.description, _fmt(b.measured), bound, b.status, b.note or ""])
-    return table(["issue", "bar", "measured", "required", "status", "note"], rows,
-                 left=(0, 1, 4, 5))
+        rows.append([b.issue, b.description, _fmt(b.measured), bound, _fmt(b.ceiling), b.status,
+                     b.note or ""])
+    return table(["issue", "bar", "measured", "required", "ceiling", "status", "note"], rows,
+                 left=(0, 1, 5, 6))
 
 
 def render(report):
@@ -101,6 +102,10 @@ def render(report):
             all_bars += section.bars
     if all_bars:
         passed = sum(b.status == "PASS" for b in all_bars)
-        parts.append(f"\nbars: {passed} of {len(all_bars)} pass")
+        out_of_reach = sum(b.reachable is False and b.status != "PASS" for b in all_bars)
+        parts.append(f"\nbars: {passed} of {len(all_bars)} pass"
+                     + (f", {out_of_reach} out of reach on this machine" if out_of_reach else ""))
+        parts.append("ceiling: the ratio the yardstick itself gets in our place (peer time / "
+                     "yardstick time); no implementation beats it here")
     parts.append(f"\ntotal time {report.elapsed_s:.1f} s")
     return "\n".join(parts)

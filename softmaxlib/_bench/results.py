@@ -36,6 +36,13 @@ def ratio(numerator, denominator):
     return numerator / denominator
 
 
+def ratio_of(numerator, denominator):
+    """The ratio of two measurements' medians; None when either is missing or skipped."""
+    if numerator is None or denominator is None:
+        return None
+    return ratio(numerator.median_s, denominator.median_s)
+
+
 def ideal_bytes(nbytes_in, nbytes_out):
     """Bytes moved by one ideal call: the input read once, the output written once."""
     return nbytes_in + nbytes_out
@@ -103,6 +110,13 @@ class Bar:
 
     ``measured`` is oriented so that bigger is better when ``at_least`` is True
     (a speed-up) and smaller is better when it is False (a time ratio bound).
+
+    ``ceiling``, for a speed-up over a peer, is the same ratio for the run's
+    yardstick in our place (peer time / yardstick time): the yardstick moves the
+    memory that any implementation must move (``x.copy()`` for a softmax, one read
+    of ``x`` for a top-k), so no implementation beats its ratio on this machine.
+    A bar whose ceiling misses ``required`` is out of reach here: status
+    ``FAIL (out of reach)``.
     """
 
     issue: str
@@ -113,17 +127,28 @@ class Bar:
     #: The timings the ratio comes from: {name: median seconds}.
     timings: dict = dataclasses.field(default_factory=dict)
     note: str | None = None
+    ceiling: float | None = None
+
+    def _meets(self, value):
+        return value >= self.required if self.at_least else value <= self.required
+
+    @property
+    def reachable(self):
+        """False when even the yardstick misses the bar; None without a ceiling."""
+        return None if self.ceiling is None else self._meets(self.ceiling)
 
     @property
     def status(self):
         if self.measured is None:
             return "N/A"
-        ok = self.measured >= self.required if self.at_least else self.measured <= self.required
-        return "PASS" if ok else "FAIL"
+        if self._meets(self.measured):
+            return "PASS"
+        return "FAIL (out of reach)" if self.reachable is False else "FAIL"
 
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["status"] = self.status
+        d["reachable"] = self.reachable
         return d
 
 

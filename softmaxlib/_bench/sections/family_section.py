@@ -15,8 +15,9 @@ import numpy as np
 
 import softmaxlib
 from softmaxlib._bench.arrays import make_logits
-from softmaxlib._bench.peers import _require, threads_set_to, to_torch
-from softmaxlib._bench.results import OURS, PEER, Bar, SectionResult, ratio
+from softmaxlib._bench.context import Contender
+from softmaxlib._bench.peers import _require, read_once, threads_set_to, to_torch
+from softmaxlib._bench.results import OURS, PEER, YARDSTICK, Bar, SectionResult, ratio_of
 
 ISSUE = "#8"
 VOCABULARY = (8, 128256)
@@ -46,44 +47,56 @@ def scipy_softmax_argpartition(x, k):
 def run(ctx):
     result = SectionResult(name="family", title="Softmax family (issue 8): fused top-k, temperature",
                            backend="numpy", show_tables=False)
-    measure = functools.partial(ctx.measure, "family", backend="numpy", threads=1)
     peers = ctx.options.peers
 
-    def timed(prepare, name, kind, x, out_nbytes=None):
-        m = measure(prepare, implementation=name, kind=kind, x=x, out_nbytes=out_nbytes)
-        result.measurements.append(m)
-        return m
+    def timed_together(*contenders):
+        """The contenders of one bar (None: a peer left out), side by side, one thread."""
+        present = [c for c in contenders if c is not None]
+        with threads_set_to(1):
+            measured = iter(ctx.measure_together("family", present, backend="numpy", threads=1))
+        out = [None if c is None else next(measured) for c in contenders]
+        result.measurements.extend(m for m in out if m is not None)
+        return out
 
-    def bar(description, numerator, denominator, required, at_least=True):
+    def bar(description, numerator, denominator, required, at_least=True, yardstick=None):
         pair = (numerator, denominator)
         reasons = [f"{m.implementation}: {m.skipped}" for m in pair if m is not None and m.skipped]
         if None in pair:
             reasons.append("peer not measured (--no-peers)")
         result.bars.append(Bar(
             issue=ISSUE, description=description,
-            measured=None if reasons else ratio(numerator.median_s, denominator.median_s),
+            measured=None if reasons else ratio_of(numerator, denominator),
             required=required, at_least=at_least,
-            timings={m.implementation: m.median_s for m in pair if m is not None},
+            timings={m.implementation: m.median_s for m in (*pair, yardstick) if m is not None},
             note="; ".join(reasons) or None,
+            ceiling=None if reasons else ratio_of(numerator, yardstick),
         ))
 
     x = make_logits(VOCABULARY, "float32")
     out = 2 * VOCABULARY[0] * K * 8  # the k values and indices
     shape = "x".join(map(str, VOCABULARY))
-    with threads_set_to(1):
-        ours = timed(lambda: functools.partial(softmaxlib.softmax_topk, x, K),
-                     f"softmax_topk (k={K})", OURS, x, out)
-        torch = timed(lambda: torch_softmax_topk(x, K), "torch softmax + topk", PEER, x, out) if peers else None
-    scipy = timed(lambda: scipy_softmax_argpartition(x, K), "scipy softmax + argpartition", PEER, x,
-                  out) if peers else None
-    bar(f"{shape}, k={K}, 1 thread: torch.topk(torch.softmax) time / ours", torch, ours, 4.0)
-    bar(f"{shape}, k={K}, 1 thread: scipy softmax + argpartition time / ours", scipy, ours, 20.0)
+    ours, torch, scipy, read = timed_together(
+        Contender(lambda: functools.partial(softmaxlib.softmax_topk, x, K),
+                  f"softmax_topk (k={K})", OURS, x, out),
+        Contender(lambda: torch_softmax_topk(x, K), "torch softmax + topk", PEER, x, out)
+        if peers else None,
+        Contender(lambda: scipy_softmax_argpartition(x, K), "scipy softmax + argpartition", PEER,
+                  x, out) if peers else None,
+        # The top-k's yardstick: any top-k reads x once, and a max per row does no more.
+        Contender(lambda: read_once(x), "x.max(axis=-1) (one read)", YARDSTICK, x,
+                  4 * VOCABULARY[0]),
+    )
+    bar(f"{shape}, k={K}, 1 thread: torch.topk(torch.softmax) time / ours", torch, ours, 4.0,
+        yardstick=read)
+    bar(f"{shape}, k={K}, 1 thread: scipy softmax + argpartition time / ours", scipy, ours, 20.0,
+        yardstick=read)
 
     x = make_logits((64, 32000), "float32")
-    with threads_set_to(1):
-        plain = timed(lambda: functools.partial(softmaxlib.softmax, x), "softmax", OURS, x)
-        scaled = timed(lambda: functools.partial(softmaxlib.softmax, x, temperature=TEMPERATURE),
-                       f"softmax, temperature={TEMPERATURE}", OURS, x)
+    plain, scaled = timed_together(
+        Contender(lambda: functools.partial(softmaxlib.softmax, x), "softmax", OURS, x),
+        Contender(lambda: functools.partial(softmaxlib.softmax, x, temperature=TEMPERATURE),
+                  f"softmax, temperature={TEMPERATURE}", OURS, x),
+    )
     bar(f"64x32000, 1 thread: softmax with temperature={TEMPERATURE} time / without",
         scaled, plain, 1.05, at_least=False)
     if not peers:
