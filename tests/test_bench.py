@@ -11,8 +11,10 @@ import sys
 
 import pytest
 
+from softmaxlib._bench.context import BenchContext, Contender
 from softmaxlib._bench.harness import Harness, calls_per_sample, format_seconds
-from softmaxlib._bench.options import format_shape, parse_shape
+from softmaxlib._bench.peers import Unavailable
+from softmaxlib._bench.options import BenchOptions, format_shape, parse_shape
 from softmaxlib._bench.results import (
     OURS, PEER, SCHEMA, YARDSTICK, Bar, Measurement, add_ratios, bandwidth_gbs, median,
     reference_of,
@@ -154,6 +156,32 @@ def test_harness_sample_counts_and_loops():
     assert calls_per_sample(1e-4) == 11
     assert format_seconds(1.5e-3) == "1.5 ms"
     assert format_seconds(2.5e-8) == "25 ns"
+
+
+def test_harness_times_contenders_in_interleaved_rounds():
+    order = []
+    fns = [lambda: order.append("a"), lambda: order.append("b")]
+    harness = Harness(budget_s=0.0, min_samples=3, max_samples=4, progress_stream=None)
+    timings = harness.time_together(fns, [1, 1])
+    assert [len(t.samples) for t in timings] == [3, 3]
+    assert order == ["a", "b"] * 3  # one sample of each per round
+
+
+def test_measure_together_skips_one_contender_and_times_the_rest():
+    import numpy as np
+
+    def unavailable():
+        raise Unavailable("peer not installed")
+
+    ctx = BenchContext(options=BenchOptions(), machine={},
+                       harness=Harness(budget_s=0.0, progress_stream=None))
+    x = np.zeros((2, 8), np.float32)
+    missing, copy = ctx.measure_together("t", [
+        Contender(unavailable, "missing", PEER, x), Contender(lambda: x.copy, "x.copy()", YARDSTICK, x),
+    ], backend="numpy", threads=1)
+    assert missing.skipped == "peer not installed" and missing.median_s is None
+    assert copy.skipped is None and copy.median_s > 0 and copy.samples >= 3
+    assert copy.bytes == 2 * x.nbytes
 
 
 @pytest.mark.parametrize(("text", "shape"), [
