@@ -5,7 +5,7 @@ starting the next, so the size of one row is what decides), dtype and op, times
 every algorithm single-threaded (median of repeats) and prints a Markdown table
 with the fastest. In cache, three-pass-reload (one exp per element) tends to win;
 out of cache, two-pass (two memory passes, no max pass) does. The switch point
-found here is AUTO_TWO_PASS_MIN_BYTES in softmaxlib/_backends/numpy_native.py;
+found here is AUTO_TWO_PASS_MIN_ROW_BYTES in softmaxlib/_backends/numpy_native.py;
 the recorded run is benchmarks/crossover.md.
 
     python benchmarks/crossover.py [--isa avx2] [--threads 1] [--budget 0.2]
@@ -19,7 +19,7 @@ import numpy as np
 from softmaxlib._backends import numpy_native
 
 ALGORITHMS = ("three-pass", "three-pass-reload", "online", "two-pass")
-SIZES = [1 << k for k in range(10, 25, 2)]
+SIZES = [1 << k for k in range(10, 25)]  # every power of two: the switch is sharp
 
 
 def median_time(fn, budget):

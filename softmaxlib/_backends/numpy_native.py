@@ -36,14 +36,17 @@ except ImportError:  # pragma: no cover - ml_dtypes is optional
 
 # Crossovers for algorithm="auto", measured by benchmarks/crossover.py (see
 # benchmarks/crossover.md). What decides is the size of one *row*: the kernels
-# finish a row before the next, so while a row stays in cache the later passes
-# of the max-based algorithms re-read it from cache and their single exp per
-# element wins (three-pass-reload for softmax; three-pass for log_softmax and
-# logsumexp, which store nothing); once a row spills out of the caches, the
-# memory passes dominate and two-pass (two reads and one write, or a single
-# read for logsumexp) wins. float64 logsumexp: two-pass's one read pass wins
-# from small rows on.
-AUTO_TWO_PASS_MIN_ROW_BYTES = 16 << 20
+# finish a row before the next, so while a row stays in the core's own L2 the
+# later passes of the max-based algorithms re-read it from there and their
+# single exp per element wins (three-pass-reload for softmax; three-pass for
+# log_softmax and logsumexp, which store nothing); once a row spills out of L2,
+# the memory passes dominate and two-pass (two reads and one write, or a single
+# read for logsumexp) wins: by ~20% from the first row past L2 on a Xeon with
+# 2 MiB of L2. Never below 2 MiB: on a Zen 4 core (1 MiB of L2 and a fast L3)
+# three-pass-reload still led at 1 MiB. float64 logsumexp: two-pass's one read
+# pass wins from small rows on.
+_L2_BYTES = int(_kernels.l2_cache_bytes()) if _kernels is not None else 0
+AUTO_TWO_PASS_MIN_ROW_BYTES = max(2 << 20, _L2_BYTES)
 AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP = 32 << 10
 _AUTO_IN_CACHE = {"softmax": "three-pass-reload", "log_softmax": "three-pass", "logsumexp": "three-pass"}
 
@@ -308,5 +311,7 @@ def info():
         "threads": _kernels.get_num_threads(),
         "kernels": list(_kernels.kernel_names()),
         "chunk": int(_kernels.chunk()),
+        "l2_cache_bytes": _L2_BYTES,
+        "auto_two_pass_min_row_bytes": AUTO_TWO_PASS_MIN_ROW_BYTES,
         "env": {k: os.environ[k] for k in ("SOFTMAXLIB_ISA", "SOFTMAXLIB_NUM_THREADS") if k in os.environ},
     }

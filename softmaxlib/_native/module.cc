@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>  // sysconf: the L2 size that algorithm="auto" switches at
+
 #include "driver.h"
 #include "driver_family.h"
 #include "kernel_table.h"
@@ -266,6 +268,15 @@ PYBIND11_MODULE(_kernels, m) {
     return d;
   });
   m.def("chunk", [] { return current_table()->chunk; });
+  // Bytes of one core's L2 cache (glibc reads it from cpuid), 0 where unknown.
+  m.def("l2_cache_bytes", []() -> long {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return bytes > 0 ? bytes : 0;
+#else
+    return 0;
+#endif
+  });
   m.def("softmax_topk", &softmax_topk, py::arg("dtype"), py::arg("x"), py::arg("axis"), py::arg("k"), py::arg("where"),
         py::arg("values"), py::arg("indices"),
         "Fill values/indices (batch shape + (k,), C-contiguous) with the top k of softmax(x) along axis.");

@@ -183,6 +183,22 @@ def test_info():
     assert "raddextexp" in info["kernels"] and info["threads"] >= 1
 
 
+def test_auto_switches_to_two_pass_once_a_row_leaves_l2():
+    info = numpy_native.info()
+    limit = info["auto_two_pass_min_row_bytes"]
+    assert limit == max(2 << 20, info["l2_cache_bytes"])
+    below = np.empty((3, limit // 4 - 16), np.float32)  # rows 64 bytes short of the limit
+    above = np.empty((3, limit // 4), np.float32)
+    assert numpy_native._auto("softmax", below, (1,)) == "three-pass-reload"
+    assert numpy_native._auto("log_softmax", below, (1,)) == "three-pass"
+    assert numpy_native._auto("softmax", above, (1,)) == "two-pass"
+    assert numpy_native._auto("logsumexp", above, (1,)) == "two-pass"
+    # Only the reduced axes count: many short rows stay with the max-based kernels.
+    assert numpy_native._auto("softmax", above.T, (1,)) == "three-pass-reload"
+    # float64 logsumexp reads once with two-pass, which wins from small rows on.
+    assert numpy_native._auto("logsumexp", np.empty((2, 8192)), (1,)) == "two-pass"
+
+
 @pytest.mark.parametrize(
     ("env", "expect"),
     [({"SOFTMAXLIB_ISA": "baseline"}, ("isa", "baseline")), ({"SOFTMAXLIB_NUM_THREADS": "3"}, ("threads", 3))],
