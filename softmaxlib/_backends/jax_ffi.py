@@ -72,15 +72,6 @@ def available():
     return _registered()
 
 
-def _auto(op, dtype, row):
-    """numpy_native's choice by row size (same kernels, same crossovers)."""
-    row_bytes = np.dtype(dtype).itemsize * row
-    limit = numpy_native.AUTO_TWO_PASS_MIN_ROW_BYTES
-    if op == "logsumexp" and np.dtype(dtype) == np.float64:
-        limit = numpy_native.AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP
-    return "two-pass" if row_bytes >= limit else numpy_native._AUTO_IN_CACHE[op]
-
-
 def compute(op, x, axes, where, algorithm, temperature=None):
     """``op`` over ``axes`` of the JAX array (or tracer) ``x``; see ``_reference.compute``."""
     if op in ("stablemax", "log_stablemax") and temperature is None:
@@ -96,8 +87,10 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     if dtype.name not in _DTYPES:
         return NotImplemented
     row = math.prod(x.shape[a] for a in axes)
-    if algorithm == "auto":
-        algorithm = _auto(op, dtype, row)
+    if algorithm == "auto":  # numpy_native's choice: the same kernels, the same crossovers
+        itemsize = np.dtype(dtype).itemsize
+        algorithm = numpy_native.auto_algorithm(op, np.dtype(dtype), row * itemsize,
+                                                math.prod(x.shape) * itemsize)
     if algorithm not in _ALGORITHMS:
         return NotImplemented
     if temperature is not None:

@@ -183,20 +183,38 @@ def test_info():
     assert "raddextexp" in info["kernels"] and info["threads"] >= 1
 
 
-def test_auto_switches_to_two_pass_once_a_row_leaves_l2():
+def test_auto_takes_two_pass_once_the_data_leaves_l2():
     info = numpy_native.info()
     limit = info["auto_two_pass_min_row_bytes"]
     assert limit == max(2 << 20, info["l2_cache_bytes"])
-    below = np.empty((3, limit // 4 - 16), np.float32)  # rows 64 bytes short of the limit
-    above = np.empty((3, limit // 4), np.float32)
-    assert numpy_native._auto("softmax", below, (1,)) == "three-pass-reload"
-    assert numpy_native._auto("log_softmax", below, (1,)) == "three-pass"
-    assert numpy_native._auto("softmax", above, (1,)) == "two-pass"
-    assert numpy_native._auto("logsumexp", above, (1,)) == "two-pass"
-    # Only the reduced axes count: many short rows stay with the max-based kernels.
-    assert numpy_native._auto("softmax", above.T, (1,)) == "three-pass-reload"
-    # float64 logsumexp reads once with two-pass, which wins from small rows on.
-    assert numpy_native._auto("logsumexp", np.empty((2, 8192)), (1,)) == "two-pass"
+    auto = numpy_native.auto_algorithm
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    # Everything in L2: the max-based algorithms.
+    for op, in_cache in numpy_native._AUTO_IN_CACHE.items():
+        assert auto(op, f32, 64 << 10, 1 << 20) == in_cache
+    # A row longer than L2: two-pass for every op.
+    for op in ("softmax", "log_softmax", "logsumexp"):
+        assert auto(op, f32, limit, limit) == "two-pass"
+        assert auto(op, f64, limit, 4 * limit) == "two-pass"
+    # Many shorter rows beyond L2: logsumexp always, log_softmax from 16 KiB rows.
+    assert auto("logsumexp", f32, 64, 4 * limit) == "two-pass"
+    assert auto("log_softmax", f32, 4 << 10, 4 * limit) == "three-pass"
+    assert auto("log_softmax", f32, 16 << 10, 4 * limit) == "two-pass"
+    # softmax: float32 rows of 64 KiB or more in arrays under 32 MiB, with AVX-512.
+    with numpy_native.forced_isa("baseline"):
+        assert auto("softmax", f32, 128 << 10, 8 << 20) == "three-pass-reload"
+    if "avx512f" in info["isas_supported"]:
+        with numpy_native.forced_isa("avx512f"):
+            assert auto("softmax", f32, 128 << 10, max(8 << 20, limit)) == "two-pass"
+            assert auto("softmax", f32, 32 << 10, 8 << 20) == "three-pass-reload"
+            assert auto("softmax", f32, 128 << 10, 64 << 20) == "three-pass-reload"
+            assert auto("softmax", f64, 128 << 10, 8 << 20) == "three-pass-reload"
+    # float64 logsumexp reads once with two-pass, which wins from 32 KiB rows on.
+    assert auto("logsumexp", f64, 32 << 10, 32 << 10) == "two-pass"
+    # numpy_native's own entry: only the reduced axes make the row.
+    x = np.empty((3, limit // 4), np.float32)
+    assert numpy_native._auto("softmax", x, (1,)) == "two-pass"
+    assert numpy_native._auto("softmax", x.T, (1,)) == "three-pass-reload"
 
 
 @pytest.mark.parametrize(
