@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
@@ -80,6 +81,30 @@ const KernelTable* table_now() {
 // never oversubscribe the machine. After fork() the child drops the parent's
 // pool (its threads do not exist there) and builds a new one on first use.
 
+// Spins until done() or kSpinTime has passed; true when done() held. Waking a
+// thread that sleeps on a condition variable costs tens of microseconds (more
+// in a virtual machine, whose idle vCPU must be woken too): a 1 MiB softmax on
+// two threads took longer than on one. So the workers keep watching for the
+// next job, and the caller for the end of this one, for a short while before
+// they sleep; back-to-back calls then start and end at memory speed.
+constexpr auto kSpinTime = std::chrono::microseconds(100);
+
+template <class Done>
+bool spin_until(Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#else
+      std::this_thread::yield();
+#endif
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+  }
+}
+
 class Pool {
  public:
   explicit Pool(int nthreads) {
@@ -88,7 +113,7 @@ class Pool {
   ~Pool() {
     {
       std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
+      stop_.store(true);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -99,42 +124,50 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(mu_);
       job_ = &fn;
-      pending_ = int(workers_.size());
-      ++generation_;
+      pending_.store(int(workers_.size()));
+      generation_.fetch_add(1);
     }
     cv_.notify_all();
     fn(0);
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
-    job_ = nullptr;
+    auto done = [this] { return pending_.load() == 0; };
+    if (!spin_until(done)) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, done);
+    }
   }
 
  private:
   void loop(int tid) {
     unsigned long long seen = 0;
+    auto job_posted = [&] { return stop_.load() || generation_.load() != seen; };
     for (;;) {
+      if (!spin_until(job_posted)) {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, job_posted);
+      }
       const std::function<void(int)>* job;
       {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
+        std::lock_guard<std::mutex> lk(mu_);
+        if (stop_.load()) return;
+        seen = generation_.load();
         job = job_;
       }
       (*job)(tid);
-      {
+      if (pending_.fetch_sub(1) == 1) {
+        // Under the mutex: the caller may be between its check and its wait.
         std::lock_guard<std::mutex> lk(mu_);
-        if (--pending_ == 0) done_cv_.notify_one();
+        done_cv_.notify_one();
       }
     }
   }
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
-  int pending_ = 0;
-  unsigned long long generation_ = 0;
-  bool stop_ = false;
+  const std::function<void(int)>* job_ = nullptr;  // guarded by mu_
+  // Written under mu_ (so that sleepers never miss a change), read by spinners.
+  std::atomic<int> pending_{0};
+  std::atomic<unsigned long long> generation_{0};
+  std::atomic<bool> stop_{false};
 };
 
 int default_threads() {
