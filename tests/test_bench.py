@@ -165,6 +165,7 @@ def test_harness_times_contenders_in_interleaved_rounds():
     timings = harness.time_together(fns, [1, 1])
     assert [len(t.samples) for t in timings] == [3, 3]
     assert order == ["a", "b"] * 3  # one sample of each per round
+    assert harness.time_together([], []) == []
 
 
 def test_measure_together_skips_one_contender_and_times_the_rest():

@@ -4,8 +4,9 @@
 thread-pool start), then times samples with ``time.perf_counter`` until the
 case's time budget is spent, keeping between ``min_samples`` and ``max_samples``
 samples; ``Harness.time_together`` does the same for several callables in
-interleaved rounds (the bars' contenders). Calls much shorter than a millisecond are timed in loops of several
-calls per sample (as ``timeit`` does), so the clock's own cost stays negligible.
+interleaved rounds (the bars' contenders). Calls much shorter than a millisecond
+are timed in loops of several calls per sample (as ``timeit`` does), so the
+clock's own cost stays negligible.
 """
 
 import dataclasses
@@ -77,6 +78,8 @@ class Harness:
         every contender alike, so the ratios of their medians hold; blocks timed
         one after the other can each catch a different phase of the drift.
         """
+        if not fns:
+            return []
         samples = [[] for _ in fns]
         deadline = time.perf_counter() + self.budget_s * len(fns)
         while len(samples[0]) < self.max_samples:

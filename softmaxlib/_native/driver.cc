@@ -164,7 +164,9 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(int)>* job_ = nullptr;  // guarded by mu_
-  // Written under mu_ (so that sleepers never miss a change), read by spinners.
+  // Read by spinners without mu_. generation_ and stop_ change under mu_, so a
+  // worker about to sleep on cv_ cannot miss a change; pending_ is counted down
+  // outside it, and the worker that takes it to 0 notifies under mu_ instead.
   std::atomic<int> pending_{0};
   std::atomic<unsigned long long> generation_{0};
   std::atomic<bool> stop_{false};
