@@ -165,6 +165,10 @@ def test_harness_times_contenders_in_interleaved_rounds():
     timings = harness.time_together(fns, [1, 1])
     assert [len(t.samples) for t in timings] == [3, 3]
     assert order == ["a", "b"] * 3  # one sample of each per round
+    # With time to spare, contenders get rounds_factor times the samples of one case.
+    roomy = Harness(budget_s=60.0, min_samples=3, max_samples=4, progress_stream=None)
+    assert [len(t.samples) for t in roomy.time_together(fns, [1, 1])] == [16, 16]
+    assert len(roomy.time(fns[0]).samples) == 4
     assert harness.time_together([], []) == []
 
 

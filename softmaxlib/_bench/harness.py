@@ -50,6 +50,10 @@ class Harness:
     budget_s: float = 0.3
     min_samples: int = 3
     max_samples: int = 25
+    #: ``time_together`` of several callables takes up to this many times
+    #: ``max_samples`` rounds: a ratio of two noisy medians needs more samples than
+    #: one median in a table, and the budget still bounds the time.
+    rounds_factor: int = 4
     #: Where progress lines go (None: silent).
     progress_stream: object = sys.stderr
     _count: int = 0
@@ -82,7 +86,8 @@ class Harness:
             return []
         samples = [[] for _ in fns]
         deadline = time.perf_counter() + self.budget_s * len(fns)
-        while len(samples[0]) < self.max_samples:
+        max_rounds = self.max_samples * (self.rounds_factor if len(fns) > 1 else 1)
+        while len(samples[0]) < max_rounds:
             for fn, number, out in zip(fns, numbers, samples):
                 start = time.perf_counter()
                 for _ in range(number):
