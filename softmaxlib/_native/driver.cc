@@ -81,25 +81,25 @@ const KernelTable* table_now() {
 // never oversubscribe the machine. After fork() the child drops the parent's
 // pool (its threads do not exist there) and builds a new one on first use.
 
-// Spins until done() or kSpinTime has passed; true when done() held. Waking a
-// thread that sleeps on a condition variable costs tens of microseconds (more
-// in a virtual machine, whose idle vCPU must be woken too): a 1 MiB softmax on
-// two threads took longer than on one. So the workers keep watching for the
-// next job, and the caller for the end of this one, for a short while before
-// they sleep; back-to-back calls then start and end at memory speed.
+// Waits until done() or kSpinTime has passed, yielding the core meanwhile;
+// true when done() held. Waking a thread that sleeps on a condition variable
+// costs tens of microseconds (more in a virtual machine, whose idle vCPU must be
+// woken too): a 1 MiB softmax on two threads took longer than on one. So the
+// workers keep watching for the next job, and the caller for the end of this
+// one, for a short while before they sleep. They yield rather than pause: when
+// another process wants the core (pytest -n 2, Dask worker processes) it gets it
+// at once. Measured, two threads: 256x1024 23,900 calls/s against 12,000 with
+// no spinning; two such processes at once 5,550 calls/s in all against 5,350
+// with no spinning and 3,850 with a pause loop.
 constexpr auto kSpinTime = std::chrono::microseconds(100);
 
 template <class Done>
 bool spin_until(Done done) {
   const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
   for (;;) {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 8; ++i) {
       if (done()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#else
       std::this_thread::yield();
-#endif
     }
     if (std::chrono::steady_clock::now() >= deadline) return done();
   }
