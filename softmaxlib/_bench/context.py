@@ -5,7 +5,7 @@ import traceback
 
 from softmaxlib._bench.harness import Harness, format_seconds
 from softmaxlib._bench.options import BenchOptions, format_shape
-from softmaxlib._bench.peers import Unavailable
+from softmaxlib._bench.peers import Unavailable, threads_set_to
 from softmaxlib._bench.results import Measurement, ideal_bytes
 
 
@@ -60,6 +60,18 @@ class BenchContext:
             result = format_seconds(m.median_s) if m.skipped is None else f"skipped ({m.skipped})"
             self.harness.progress(section, f"{label}: {result}")
         return measurements
+
+    def measure_bar(self, section, result, contenders, *, threads=1):
+        """The contenders of one bar (``None``: a peer left out), timed side by side on
+        ``threads`` native and torch threads (``measure_together``) and appended to
+        ``result.measurements``; their Measurements in order, ``None`` where left out."""
+        present = [c for c in contenders if c is not None]
+        with threads_set_to(threads):
+            measured = iter(self.measure_together(section, present, backend=result.backend,
+                                                  threads=threads))
+        out = [None if c is None else next(measured) for c in contenders]
+        result.measurements.extend(m for m in out if m is not None)
+        return out
 
     def _skip(self, m, exc):
         if isinstance(exc, Unavailable):

@@ -13,7 +13,7 @@ import softmaxlib
 from softmaxlib._bench.arrays import make_logits
 from softmaxlib._bench.context import Contender
 from softmaxlib._bench.machine import usable_cpus
-from softmaxlib._bench.peers import COPY, scipy_softmax, threads_set_to, torch_softmax
+from softmaxlib._bench.peers import COPY, scipy_softmax, torch_softmax
 from softmaxlib._bench.results import OURS, PEER, YARDSTICK, Bar, SectionResult, ratio_of
 
 ISSUE = "#3"
@@ -29,14 +29,7 @@ def run(ctx):
     peers = ctx.options.peers
 
     def timed_together(*contenders, threads=1):
-        """The contenders of one bar (None: a peer left out), timed side by side."""
-        present = [c for c in contenders if c is not None]
-        with threads_set_to(threads):
-            measured = iter(ctx.measure_together("bars", present, backend="numpy",
-                                                 threads=threads))
-        out = [None if c is None else next(measured) for c in contenders]
-        result.measurements.extend(m for m in out if m is not None)
-        return out
+        return ctx.measure_bar("bars", result, contenders, threads=threads)
 
     def bar(description, numerator, denominator, required, at_least=True, note=None,
             yardstick=None):

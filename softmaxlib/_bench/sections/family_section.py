@@ -16,7 +16,7 @@ import numpy as np
 import softmaxlib
 from softmaxlib._bench.arrays import make_logits
 from softmaxlib._bench.context import Contender
-from softmaxlib._bench.peers import _require, read_once, threads_set_to, to_torch
+from softmaxlib._bench.peers import _require, read_once, to_torch
 from softmaxlib._bench.results import OURS, PEER, YARDSTICK, Bar, SectionResult, ratio_of
 
 ISSUE = "#8"
@@ -50,13 +50,7 @@ def run(ctx):
     peers = ctx.options.peers
 
     def timed_together(*contenders):
-        """The contenders of one bar (None: a peer left out), side by side, one thread."""
-        present = [c for c in contenders if c is not None]
-        with threads_set_to(1):
-            measured = iter(ctx.measure_together("family", present, backend="numpy", threads=1))
-        out = [None if c is None else next(measured) for c in contenders]
-        result.measurements.extend(m for m in out if m is not None)
-        return out
+        return ctx.measure_bar("family", result, contenders, threads=1)
 
     def bar(description, numerator, denominator, required, at_least=True, yardstick=None):
         pair = (numerator, denominator)
