@@ -1,10 +1,16 @@
 // The driver of the native kernels: everything that is not a kernel.
 //
 // Plain C++ over (pointer, shape, byte strides, dtype): no Python, no pybind11,
-// no XLA. It picks an ISA unit at run time, walks arbitrary strided layouts,
-// cuts rows into fixed chunks, merges chunk accumulators in a fixed order, and
-// applies the contract's special rows (+inf, all -inf, NaN) and masks. Threads
-// are the caller's: every entry point takes a Runner. The NumPy module
+// no XLA. Its parts, one unit (or header) each:
+//   isa.h           which ISA unit's kernels run (cpuid, SOFTMAXLIB_ISA);
+//   thread_pool.h   the Runner interface and softmaxlib's own pool;
+//   conversions.h   float16 / bfloat16 scalar conversions;
+//   accumulators.h  the chunk accumulators and their fixed-order merges;
+//   layout.h        the strided row walker (batch x reduced dims, masks);
+//   row_solver.h    one row by each algorithm, with or without a temperature;
+//   special_rows.h  the contract's special rows (+inf, all -inf, NaN, masked);
+//   driver.cc       these entry points; driver_family.cc the family's.
+// Threads are the caller's: every entry point takes a Runner. The NumPy module
 // (module.cc) passes softmaxlib's own pool, the XLA FFI handlers (xla_ffi.cc)
 // XLA's intra-op pool, and Dask tasks the inline runner through NumPy.
 //
@@ -20,11 +26,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "kernel_table.h"
+#include "thread_pool.h"
 
 namespace softmaxlib {
 namespace driver {
@@ -39,39 +45,8 @@ std::size_t item_size(DType dtype);
 // Entries of one row's accumulator (accumulate / finish).
 constexpr std::size_t kAccSize = 5;
 
-// The threads a call runs on. run(n, body) calls body(b) once for every b in
-// [0, n) and returns when all are done; which thread runs a block never changes
-// what the block computes, so results do not depend on the runner.
-class Runner {
- public:
-  virtual ~Runner() = default;
-  // How many blocks may run at once (1: do not bother splitting).
-  virtual int threads() const = 0;
-  virtual void run(std::size_t n, const std::function<void(std::size_t)>& body) const = 0;
-};
-
-// Everything on the calling thread.
-class InlineRunner final : public Runner {
- public:
-  int threads() const override { return 1; }
-  void run(std::size_t n, const std::function<void(std::size_t)>& body) const override {
-    for (std::size_t b = 0; b < n; ++b) body(b);
-  }
-};
-
-// softmaxlib's own process-wide pool (the NumPy path). A call takes it with a
-// try-lock: a concurrent caller runs on its own thread instead of queueing.
-const Runner& pool_runner();
-void set_num_threads(int n);  // n >= 1
-int num_threads();
-
-// ISA units.
-const KernelTable* current_table();
-std::vector<std::string> compiled_isas();
-std::vector<std::string> supported_isas();
-// Selects an ISA unit process-wide, returns the previous one's name; throws
-// std::invalid_argument for an unknown or unsupported name.
-std::string set_isa(const std::string& name);
+// Byte strides of a C-contiguous (row-major) array of `shape`.
+std::vector<std::ptrdiff_t> row_major_strides(const std::vector<std::ptrdiff_t>& shape, std::ptrdiff_t item);
 
 // A strided array: shape and byte strides (any, negative included).
 struct Strided {

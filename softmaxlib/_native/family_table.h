@@ -1,9 +1,10 @@
 // The function table of the softmax family's kernels (fused top-k, StableMax)
 // that each ISA unit fills in, beside its KernelTable (kernel_table.h).
 //
-// Kept apart from KernelTable so the family and the core kernels evolve
-// independently; the driver finds an ISA's family table through the same
-// unit (family_table_for). Like kernel_table.h: plain data and declarations only.
+// Kept apart from KernelTable: the family's kernels are reached only by the
+// family's driver (driver_family.cc), which finds an ISA's family table beside
+// its KernelTable (isa.h). Like kernel_table.h: plain data, declarations and
+// the list macro only.
 #pragma once
 
 #include <cstddef>
@@ -44,6 +45,10 @@ template <class T, class S> struct FamilyKernels {
   // factor kept normal for the outputs that are not negligible).
   void (*vstablemax)(const T* x, std::size_t n, S p, S q, S ss, S inv, T* y);
 };
+
+// Every member of FamilyKernels, as SOFTMAXLIB_KERNELS (kernel_table.h).
+#define SOFTMAXLIB_FAMILY_KERNELS(X) \
+  X(ronlineexptopk, A, T) X(topk_compact, S) X(raddstablemax, A, T) X(vstablemax, A, T)
 
 struct FamilyTable {
   FamilyKernels<float, float> f32;

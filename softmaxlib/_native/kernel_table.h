@@ -71,8 +71,8 @@ template <class T, class S> struct Kernels {
   // y = (t - log v) + (n - e) ln2, or x - lse for entries below -2*T_big
   void (*vlogsoftmaxextexp)(const T* x, std::size_t n, S logv, S e, S lse, T* y);
 
-  // Temperature (appended): op(x / T) for the max-based and online
-  // algorithms; sc from prepare_temperature.
+  // With a temperature T: op(x / T) without forming x / T, sc from
+  // prepare_temperature.
   // fills sc for temperature t (finite, > 0); returns false when t is too
   // extreme for the vector kernels (the driver then takes its scalar path)
   bool (*prepare_temperature)(double t, ExpScale<S>* sc);
@@ -96,6 +96,18 @@ template <class T, class S> struct Kernels {
   void (*vlogsoftmaxextexp_t)(const T* x, std::size_t n, S logv, S e, S lse, const ExpScale<S>* sc, T* y);
 };
 
+// Every member of Kernels as X(name, template arguments of its definition in
+// kernels.inc): make_kernels fills the table from this list and the module's
+// kernel_names() reads it, so neither can drift from the struct above (a
+// static_assert in kernels.inc checks the count).
+#define SOFTMAXLIB_KERNELS(X)                                                                        \
+  X(rmax, A, T) X(raddexpminusmax, A, T) X(raddstoreexpminusmax, A, T) X(vscaleexpminusmax, A, T)   \
+  X(vscale, A, T) X(vlogsoftmaxminusmax, A, T) X(ronlineexp, A, T) X(raddextexp, A, T)              \
+  X(vscaleextexp, A, T) X(vlogsoftmaxextexp, A, T) X(prepare_temperature, A)                         \
+  X(raddexpminusmax_t, A, T) X(raddstoreexpminusmax_t, A, T) X(vscaleexpminusmax_t, A, T)           \
+  X(vlogsoftmaxminusmax_t, A, T) X(ronlineexp_t, A, T) X(raddexpminusmax_entropy, A, T)             \
+  X(raddextexp_t, A, T) X(vscaleextexp_t, A, T) X(vlogsoftmaxextexp_t, A, T)
+
 struct KernelTable {
   const char* isa;
   // Rows are cut into chunks of this many elements (a multiple of every
@@ -113,7 +125,7 @@ struct KernelTable {
   void (*exp_pn_f32)(const float* x, std::size_t n, float* p, float* e);
   void (*exp_nonpositive_f32)(const float* x, std::size_t n, float* y);  // the kernels' exp (x <= 0)
   void (*exp_f64)(const double* x, std::size_t n, double* y);
-  // test-only (appended): the temperature kernels' e^(d/T) 2^shift, d <= 0
+  // test-only: the temperature kernels' e^(d/T) 2^shift, d <= 0
   // (returns the shift of ExpScale, -1 for T outside the window)
   int (*exp_t_f32)(const float* d, std::size_t n, double t, float* y);
   int (*exp_t_f64)(const double* d, std::size_t n, double t, double* y);

@@ -16,6 +16,8 @@
 
 #include "driver.h"
 #include "driver_family.h"
+#include "isa.h"
+#include "family_table.h"
 #include "kernel_table.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
 #include "xla_ffi.h"
@@ -243,12 +245,12 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("set_isa", &driver::set_isa);
   m.def("compiled_isas", &driver::compiled_isas);
   m.def("supported_isas", &driver::supported_isas);
+  // The kernels every ISA unit provides (its KernelTable and FamilyTable).
   m.def("kernel_names", [] {
-    return std::vector<std::string>{"rmax", "raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax",
-                                    "vscale", "vlogsoftmaxminusmax", "ronlineexp", "raddextexp",
-                                    "vscaleextexp", "vlogsoftmaxextexp", "raddexpminusmax_t", "raddstoreexpminusmax_t",
-                                    "vscaleexpminusmax_t", "vlogsoftmaxminusmax_t", "ronlineexp_t",
-                                    "raddexpminusmax_entropy"};
+#define SOFTMAXLIB_KERNEL_NAME(name, ...) #name,
+    return std::vector<std::string>{SOFTMAXLIB_KERNELS(SOFTMAXLIB_KERNEL_NAME)
+                                        SOFTMAXLIB_FAMILY_KERNELS(SOFTMAXLIB_KERNEL_NAME)};
+#undef SOFTMAXLIB_KERNEL_NAME
   });
   // The XLA FFI handlers (softmaxlib/_backends/jax_ffi.py registers them), when
   // this build found the XLA FFI headers; an empty dict otherwise.

@@ -1,25 +1,20 @@
 // XLA FFI handlers of the softmax family: fused softmax + top-k and
-// StableMax, thin shells over driver_family.h. Included at the end of
-// xla_ffi.cc so they share its pool runner and layout helpers. Layout as
-// there: row-major buffers, reduced axes minor (top-k: the last axis only).
-#include "driver_family.h"
+// StableMax, thin shells over driver_family.h, sharing xla_ffi.cc's pool
+// runner and layout helpers (xla_ffi_common.h). Layout as there: row-major
+// buffers, reduced axes minor (top-k: the last axis only).
 #include "xla_ffi_family.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "driver_family.h"
+#include "xla_ffi_common.h"
 
 namespace softmaxlib {
 namespace {
-
-// where: null, or a PRED buffer of x's shape.
-ffi::Error family_mask(const ffi::AnyBuffer* where, ffi::AnyBuffer::Dimensions dims, drv::Strided& w) {
-  w = drv::Strided{nullptr, {}, {}};
-  if (where == nullptr) return ffi::Error::Success();
-  if (where->element_type() != ffi::DataType::PRED) return ffi::Error::InvalidArgument("softmaxlib: where must be a bool array");
-  auto wd = where->dimensions();
-  bool same = wd.size() == dims.size();
-  for (std::size_t i = 0; same && i < dims.size(); ++i) same = wd[i] == dims[i];
-  if (!same) return ffi::Error::InvalidArgument("softmaxlib: where must have x's shape");
-  w = row_major(where->untyped_data(), wd, 1);
-  return ffi::Error::Success();
-}
 
 ffi::Error topk_run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::AnyBuffer* where,
                     ffi::Result<ffi::AnyBuffer> values, ffi::Result<ffi::AnyBuffer> indices, std::int64_t k) {
@@ -38,7 +33,7 @@ ffi::Error topk_run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::AnyBuffe
   if ((!i64 && indices->element_type() != ffi::DataType::S32) || indices->element_count() != rows * std::size_t(k))
     return ffi::Error::InvalidArgument("softmaxlib: indices must be int32 or int64 of the batch shape + (k,)");
   drv::Strided w;
-  if (auto e = family_mask(where, dims, w); e.failure()) return e;
+  if (auto e = where_mask(where, dims, w); e.failure()) return e;
   if (rows == 0) return ffi::Error::Success();
   try {
     XlaPoolRunner runner(pool);
@@ -82,7 +77,7 @@ ffi::Error stablemax_run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::Any
   if (y->element_type() != x.element_type() || y->element_count() != x.element_count())
     return ffi::Error::InvalidArgument("softmaxlib: the result must have x's dtype and shape");
   drv::Strided w;
-  if (auto e = family_mask(where, dims, w); e.failure()) return e;
+  if (auto e = where_mask(where, dims, w); e.failure()) return e;
   std::vector<bool> reduced(nd, false);
   for (std::size_t i = nd - std::size_t(n_reduced); i < nd; ++i) reduced[i] = true;
   try {

@@ -1,31 +1,25 @@
 // The driver of the softmax family (driver_family.h): fused softmax + top-k
-// and StableMax. Included at the end of driver.cc, so it shares the driver's
-// row walker (for_rows: strided layouts, masks, threads), chunking, merges and
-// scalar conversions instead of copying them. Compiled for the baseline ISA.
-#include <algorithm>
-
+// and StableMax, over the same row walker (layout.h), chunking, merges
+// (accumulators.h) and special-row contract (special_rows.h) as driver.cc.
+// Compiled for the baseline ISA.
 #include "driver_family.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "accumulators.h"
+#include "conversions.h"
 #include "family_table.h"
+#include "isa.h"
+#include "layout.h"
+#include "special_rows.h"
+#include "topk_order.h"
 
 namespace softmaxlib {
 namespace driver {
 namespace {
-
-// The family table of the ISA unit the core kernels come from.
-const FamilyTable* family_now() {
-  const KernelTable* t = table_now();
-#if defined(SOFTMAXLIB_X86)
-  if (t == avx512f::table()) return avx512f::family_table();
-  if (t == avx2::table()) return avx2::family_table();
-#endif
-  (void)t;
-  return baseline::family_table();
-}
-
-// Logit descending, index ascending (the kernels' order, see family.inc).
-struct TopKOrder {
-  template <class E> bool operator()(const E& a, const E& b) const { return a.v > b.v || (a.v == b.v && a.i < b.i); }
-};
 
 // ---------------------------------------------------------------------------
 // Fused softmax + top-k.
@@ -79,31 +73,21 @@ void topk_rows(const Problem& P, const FamilyKernels<T, typename ComputeType<T>:
     }
     // The row's status: the online (m, d), or a scalar rescan for rows with
     // NaN or +inf (the kernels' d is NaN there).
-    double m = -inf, d = 0, n_posinf = 0;
-    bool nan = false;
+    RowScan st;  // facts, m, d
     if (row.live > 0) {
       OnlineAccD o = merge_online_tree(sc.onl.data(), nc);
       if (std::isfinite(o.m) && std::isfinite(o.d)) {
-        if (o.d > 0) { m = o.m; d = o.d; }  // else all -inf
+        if (o.d > 0) { st.m = o.m; st.d = o.d; }  // else all -inf
       } else {
-        for (std::size_t i = 0; i < n; ++i) {
-          double v = to_double(row.x[i]);  // masked entries are -inf here
-          if (v != v) nan = true;
-          else if (v == inf) n_posinf += 1;
-          else if (v > m) m = v;
-        }
-        if (m > -inf) for (std::size_t i = 0; i < n; ++i) {
-          double v = to_double(row.x[i]);
-          if (std::isfinite(v)) d += std::exp(v - m);
-        }
+        st = rescan_row(row.x, n, /*with_sum=*/true);
       }
     }
+    const bool nan = st.facts.nan;
+    const bool special = nan || st.facts.n_posinf > 0 || !(st.d > 0);
     // softmax(x, where) at an unmasked entry of logit v.
     auto prob = [&](double v) {
-      if (nan) return qnan;
-      if (n_posinf > 0) return v == inf ? 1.0 / n_posinf : 0.0;
-      if (!(d > 0)) return qnan;  // every unmasked entry is -inf: 0/0
-      return std::exp(v - m) / d;
+      if (special) return special_entry(/*log=*/false, st.facts, v);
+      return std::exp(v - st.m) / st.d;
     };
     if (nan) {
       // NaN row: every value NaN, and k distinct indices (the first k).
@@ -156,11 +140,9 @@ void stablemax_rows(FamilyOp op, const Problem& P, const Kernels<T, typename Com
   using S = typename ComputeType<T>::type;
   const std::size_t n = P.n, chunk = P.chunk, nc = (n + chunk - 1) / chunk;
   const double inf = std::numeric_limits<double>::infinity(), qnan = std::numeric_limits<double>::quiet_NaN();
-  const Op masked_as = op == kStableMax ? kSoftmax : kLogSoftmax;  // masked entries: 0 / -inf
   for_rows<T>(P, runner, [&](const Row<T>& row, ThreadScratch<T>& sc, const ChunkRunner& run) {
     if (row.mask && row.live == 0) {
-      const T fill = from_double<T>(op == kStableMax ? 0.0 : -inf);
-      for (std::size_t j = 0; j < n; ++j) row.y[j] = fill;
+      fill_masked(op == kLogStableMax, row.mask, n, row.y);
       return;
     }
     // Pass 1, per chunk: its max (from L1 afterwards: the chunk is re-read by
@@ -193,22 +175,8 @@ void stablemax_rows(FamilyOp op, const Problem& P, const Kernels<T, typename Com
     }
     if (special) {
       // NaN row, +inf entries sharing the mass, or every entry -inf (0/0).
-      bool nan = false;
-      double n_posinf = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        double v = to_double(row.x[i]);
-        if (v != v) nan = true;
-        else if (v == inf) n_posinf += 1;
-      }
-      for (std::size_t i = 0; i < n; ++i) {
-        double r = qnan;
-        if (!nan && n_posinf > 0) {
-          bool pinf = to_double(row.x[i]) == inf;
-          r = op == kStableMax ? (pinf ? 1.0 / n_posinf : 0.0) : (pinf ? -std::log(n_posinf) : -inf);
-        }
-        row.y[i] = from_double<T>(r);
-      }
-      fill_masked(masked_as, row, n);
+      write_special_row(op == kLogStableMax, rescan_row(row.x, n, /*with_sum=*/false).facts, row.x, n, row.y);
+      fill_masked(op == kLogStableMax, row.mask, n, row.y);
       return;
     }
     const int e = int(E);
@@ -240,7 +208,7 @@ void stablemax_rows(FamilyOp op, const Problem& P, const Kernels<T, typename Com
         }
       });
     }
-    fill_masked(masked_as, row, n);
+    fill_masked(op == kLogStableMax, row.mask, n, row.y);
   });
 }
 
@@ -256,7 +224,7 @@ void softmax_topk(DType dtype, const Strided& x, std::size_t axis, std::size_t k
   Problem P = make_problem(dtype, x, reduced, where, nullptr, Out::kNone, 0);
   if (k < 1 || k > P.n) throw std::invalid_argument("softmax_topk: k must be in [1, x.shape[axis]]");
   if (P.rows == 0) return;
-  const FamilyTable* f = family_now();
+  const FamilyTable* f = current_family_table();
   switch (dtype) {
     case kF32: return topk_rows<float>(P, f->f32, k, static_cast<float*>(values), indices, runner);
     case kF64: return topk_rows<double>(P, f->f64, k, static_cast<double*>(values), indices, runner);
@@ -271,8 +239,8 @@ void stablemax(FamilyOp op, DType dtype, const Strided& x, const std::vector<boo
   check_dtype(dtype);
   Problem P = make_problem(dtype, x, reduced, where, y, Out::kRow, std::ptrdiff_t(item_size(dtype)));
   if (P.rows == 0 || P.n == 0) return;
-  const KernelTable* t = table_now();
-  const FamilyTable* f = family_now();
+  const KernelTable* t = current_table();
+  const FamilyTable* f = current_family_table();
   switch (dtype) {
     case kF32: return stablemax_rows<float>(op, P, t->f32, f->f32, runner);
     case kF64: return stablemax_rows<double>(op, P, t->f64, f->f64, runner);

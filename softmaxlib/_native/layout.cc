@@ -1,0 +1,79 @@
+// The layout walker (layout.h): splitting an array into rows.
+#include "layout.h"
+
+#include <stdexcept>
+
+#include "isa.h"
+
+namespace softmaxlib {
+namespace driver {
+
+Dims collapse(const Dims& in) {
+  Dims out;
+  for (std::size_t i = 0; i < in.shape.size(); ++i) {
+    if (in.shape[i] == 1) continue;
+    if (!out.shape.empty()) {
+      std::size_t j = out.shape.size() - 1;
+      if (out.xs[j] == in.xs[i] * in.shape[i] && out.ys[j] == in.ys[i] * in.shape[i] &&
+          out.ws[j] == in.ws[i] * in.shape[i]) {
+        out.shape[j] *= in.shape[i];
+        out.xs[j] = in.xs[i]; out.ys[j] = in.ys[i]; out.ws[j] = in.ws[i];
+        continue;
+      }
+    }
+    out.shape.push_back(in.shape[i]);
+    out.xs.push_back(in.xs[i]); out.ys.push_back(in.ys[i]); out.ws.push_back(in.ws[i]);
+  }
+  return out;
+}
+
+std::vector<std::ptrdiff_t> row_major_strides(const std::vector<std::ptrdiff_t>& shape, std::ptrdiff_t item) {
+  std::vector<std::ptrdiff_t> s(shape.size());
+  std::ptrdiff_t acc = item;
+  for (std::size_t i = shape.size(); i-- > 0;) { s[i] = acc; acc *= std::max<std::ptrdiff_t>(shape[i], 1); }
+  return s;
+}
+
+Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
+                     Out out, std::ptrdiff_t y_batch_item) {
+  const std::size_t nd = x.shape.size();
+  const std::ptrdiff_t item = std::ptrdiff_t(item_size(dtype));
+  if (x.strides.size() != nd || reduced.size() != nd) throw std::invalid_argument("shape, strides and axes disagree");
+  bool any = false;
+  for (bool r : reduced) any = any || r;
+  if (!any) throw std::invalid_argument("no reduced axis");
+  const char* wptr = static_cast<const char*>(where.data);
+  if (wptr && (where.shape != x.shape || where.strides.size() != nd))
+    throw std::invalid_argument("where must be a bool array of x's shape");
+  std::vector<std::ptrdiff_t> yfull(nd, 0);
+  if (out == Out::kRow) {
+    yfull = row_major_strides(x.shape, item);
+  } else {
+    std::vector<std::ptrdiff_t> bshape;
+    for (std::size_t i = 0; i < nd; ++i) if (!reduced[i]) bshape.push_back(x.shape[i]);
+    auto bs = row_major_strides(bshape, y_batch_item);
+    for (std::size_t i = 0, j = 0; i < nd; ++i) if (!reduced[i]) yfull[i] = bs[j++];
+  }
+  Dims batch, red;
+  std::size_t rows = 1, n = 1;
+  for (std::size_t i = 0; i < nd; ++i) {
+    if (x.shape[i] < 0) throw std::invalid_argument("negative extent");
+    Dims& d = reduced[i] ? red : batch;
+    d.shape.push_back(x.shape[i]);
+    d.xs.push_back(x.strides[i]);
+    d.ys.push_back(yfull[i]);
+    d.ws.push_back(wptr ? where.strides[i] : 0);
+    (reduced[i] ? n : rows) *= std::size_t(x.shape[i]);
+  }
+  Problem P{static_cast<const char*>(x.data), static_cast<char*>(y), wptr, collapse(batch), collapse(red),
+            rows, n, current_table()->chunk, out, false};
+  // A row goes straight to the kernels when its reduced part is one
+  // contiguous run in x (and in y); otherwise it is gathered.
+  bool xy_contig = P.red.shape.empty() ||
+                   (P.red.shape.size() == 1 && P.red.xs[0] == item && (out != Out::kRow || P.red.ys[0] == item));
+  P.contiguous = xy_contig && wptr == nullptr;
+  return P;
+}
+
+}  // namespace driver
+}  // namespace softmaxlib

@@ -1,0 +1,196 @@
+// The layout walker: how the driver sees an array. x (and where, and y) are
+// split into batch dims and reduced dims with arbitrary byte strides; dims
+// that are contiguous with each other are merged, length-1 dims dropped. A
+// row is the reduced part at one batch index: handed to the kernels in place
+// when it is one contiguous run, else gathered into a thread-local buffer
+// (masked entries replaced by -inf) and its result scattered back. Rows go to
+// the runner's threads, or, for a few long rows, their chunks do.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "accumulators.h"
+#include "conversions.h"
+#include "driver.h"
+#include "thread_pool.h"
+
+namespace softmaxlib {
+namespace driver {
+
+// Throws std::invalid_argument unless dtype is one of DType's codes.
+void check_dtype(DType dtype);
+
+// Runs fn(c) for every chunk c in [0, nchunks): inline, or on the pool for
+// long rows when the caller allows it.
+struct ChunkRunner {
+  const Runner* runner;  // null: inline
+  template <class F> void operator()(std::size_t nchunks, F&& fn) const {
+    if (runner == nullptr || nchunks < 4) {
+      for (std::size_t c = 0; c < nchunks; ++c) fn(c);
+    } else {
+      parallel_for(*runner, nchunks, 1, [&](std::size_t lo, std::size_t hi) { for (std::size_t c = lo; c < hi; ++c) fn(c); });
+    }
+  }
+};
+
+struct Dims {
+  std::vector<std::ptrdiff_t> shape, xs, ys, ws;  // strides in bytes
+};
+
+// Iterates the multi-index of `shape`, calling f(offset_x, offset_y, offset_w).
+template <class F>
+void for_each_index(const Dims& d, F&& f) {
+  std::size_t nd = d.shape.size();
+  if (nd == 0) { f(0, 0, 0); return; }
+  std::vector<std::ptrdiff_t> idx(nd, 0);
+  std::ptrdiff_t ox = 0, oy = 0, ow = 0;
+  for (;;) {
+    // innermost dimension as a tight loop
+    std::ptrdiff_t n = d.shape[nd - 1], sx = d.xs[nd - 1], sy = d.ys[nd - 1], sw = d.ws[nd - 1];
+    for (std::ptrdiff_t i = 0; i < n; ++i) f(ox + i * sx, oy + i * sy, ow + i * sw);
+    std::size_t k = nd - 1;
+    for (;;) {
+      if (k == 0) return;
+      --k;
+      if (++idx[k] < d.shape[k]) { ox += d.xs[k]; oy += d.ys[k]; ow += d.ws[k]; break; }
+      ox -= d.xs[k] * (d.shape[k] - 1); oy -= d.ys[k] * (d.shape[k] - 1); ow -= d.ws[k] * (d.shape[k] - 1);
+      idx[k] = 0;
+    }
+  }
+}
+
+// Drops length-1 dims and merges dims that are contiguous with each other in
+// x, y and w at once.
+Dims collapse(const Dims& in);
+
+// What a row writes: a row of y (softmax, log_softmax, finish), one value of
+// y (logsumexp), or nothing in y (accumulate: the accumulator by row index).
+enum class Out { kRow, kScalar, kNone };
+
+struct Problem {
+  const char* x;
+  char* y;
+  const char* w;  // mask (bool bytes) or nullptr
+  Dims batch, red;  // collapsed; batch ys are y's strides (scalar outputs: the output's)
+  std::size_t rows, n;
+  std::size_t chunk;
+  Out out;
+  bool contiguous;  // every row is contiguous in x (and y for Out::kRow), and unmasked
+};
+
+// Splits x (and where) into batch and reduced dims. y_batch_item: the byte
+// stride of one batch row in a C-contiguous output of rows (0: y is x-shaped).
+Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
+                     Out out, std::ptrdiff_t y_batch_item);
+
+template <class T>
+struct ThreadScratch {
+  using S = typename ComputeType<T>::type;
+  std::vector<double> sums;
+  std::vector<ExtAccD> exts;
+  std::vector<OnlineAccD> onl;
+  std::vector<S> reload_buf;
+  std::vector<double> sums2;
+  std::vector<T> xrow, yrow;
+  std::vector<unsigned char> mrow;
+};
+
+// One row, contiguous, as the row functions see it.
+template <class T>
+struct Row {
+  std::size_t index;        // C-order index over the batch dims
+  const T* x;               // n entries, masked ones replaced by -inf
+  T* y;                     // n entries (Out::kRow), the row's value (Out::kScalar), or null
+  const unsigned char* mask;  // n keep flags, or null when unmasked
+  std::size_t live;         // unmasked entries
+};
+
+// Walks the rows of P, gathering rows that are strided or masked into
+// thread-local buffers and scattering their results back, and calls
+// fn(row, scratch, chunk_runner) for each. Rows go to the runner's threads when
+// there are many; a few long rows are done one at a time with their chunks
+// spread over the threads instead.
+template <class T, class Fn>
+void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
+  const std::size_t n = P.n;
+  const T ninf = from_double<T>(-std::numeric_limits<double>::infinity());
+
+  // Row offsets are found by unravelling the row index over the batch dims.
+  auto row_offsets = [&](std::size_t r, std::ptrdiff_t& ox, std::ptrdiff_t& oy, std::ptrdiff_t& ow) {
+    if (P.batch.shape.size() == 1) {  // the common case (batch dims collapsed): no division per row
+      ox = std::ptrdiff_t(r) * P.batch.xs[0], oy = std::ptrdiff_t(r) * P.batch.ys[0];
+      ow = std::ptrdiff_t(r) * P.batch.ws[0];
+      return;
+    }
+    ox = oy = ow = 0;
+    for (std::size_t k = P.batch.shape.size(); k-- > 0;) {
+      std::ptrdiff_t i = std::ptrdiff_t(r % std::size_t(P.batch.shape[k]));
+      r /= std::size_t(P.batch.shape[k]);
+      ox += i * P.batch.xs[k]; oy += i * P.batch.ys[k]; ow += i * P.batch.ws[k];
+    }
+  };
+
+  auto do_rows = [&](std::size_t r0, std::size_t r1, bool chunk_parallel) {
+    ThreadScratch<T> sc;
+    ChunkRunner run{chunk_parallel ? &runner : nullptr};
+    for (std::size_t r = r0; r < r1; ++r) {
+      std::ptrdiff_t ox, oy, ow;
+      row_offsets(r, ox, oy, ow);
+      const T* xr = reinterpret_cast<const T*>(P.x + ox);
+      T* yr = P.out == Out::kNone ? nullptr : reinterpret_cast<T*>(P.y + oy);
+      if (P.contiguous) {
+        fn(Row<T>{r, xr, yr, nullptr, n}, sc, run);
+        continue;
+      }
+      // Gather the row (masked entries become -inf) into a thread-local buffer.
+      sc.xrow.resize(n);
+      if (P.out == Out::kRow) sc.yrow.resize(n);
+      std::size_t i = 0, live = 0;
+      if (P.w) sc.mrow.resize(n);
+      for_each_index(P.red, [&](std::ptrdiff_t a, std::ptrdiff_t, std::ptrdiff_t c) {
+        T v;
+        std::memcpy(&v, P.x + ox + a, sizeof(T));
+        if (P.w) {
+          unsigned char keep = static_cast<unsigned char>(P.w[ow + c] != 0);
+          sc.mrow[i] = keep;
+          live += keep;
+          if (!keep) v = ninf;
+        }
+        sc.xrow[i++] = v;
+      });
+      if (!P.w) live = n;
+      fn(Row<T>{r, sc.xrow.data(), P.out == Out::kRow ? sc.yrow.data() : yr, P.w ? sc.mrow.data() : nullptr, live},
+         sc, run);
+      if (P.out != Out::kRow) continue;
+      i = 0;
+      for_each_index(P.red, [&](std::ptrdiff_t, std::ptrdiff_t b, std::ptrdiff_t) {
+        std::memcpy(P.y + oy + b, &sc.yrow[i++], sizeof(T));
+      });
+    }
+  };
+
+  // Waking the pool costs tens of microseconds, and a row split over threads wakes
+  // it once per pass: below these sizes (measured with `python -m softmaxlib bench`,
+  // 1 vs 2 threads) one thread is faster.
+  constexpr std::size_t kMinParallelElements = std::size_t(1) << 16;
+  constexpr std::size_t kMinSplitRow = std::size_t(1) << 20;
+  const std::size_t total = P.rows * n;
+  const int nt = runner.threads();
+  if (nt <= 1 || total < kMinParallelElements) {
+    do_rows(0, P.rows, false);
+  } else if (n >= kMinSplitRow && n >= 4 * P.chunk && P.rows < std::size_t(nt) * 2) {
+    // Few long rows: one at a time, their chunks spread over the threads.
+    do_rows(0, P.rows, true);
+  } else {
+    // Many rows (or rows too short to split): spread them, ~32K elements per task.
+    std::size_t grain = std::max<std::size_t>(1, (1u << 15) / std::max<std::size_t>(n, 1));
+    parallel_for(runner, P.rows, grain, [&](std::size_t r0, std::size_t r1) { do_rows(r0, r1, false); });
+  }
+}
+
+}  // namespace driver
+}  // namespace softmaxlib
