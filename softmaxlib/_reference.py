@@ -373,6 +373,18 @@ def _large_logit(xp, dtype):
     Chosen so that (i) 2T log2(e) < 2^10 (float32) and 2^39 (float64): n * LN2_HI is
     exact and the reduction is accurate, and (ii) T is above twice the underflow range
     (104 in float32, 745 in float64), which makes x - max exact for every surviving entry.
+
+    Each path has its own T, because each forms t = x - n ln 2 its own way; the
+    result is the same either side of any of them (both routes are accurate there):
+    - here, in the input dtype through generic namespace ops (no FMA promised),
+      with the 14-bit LN2_HI: n * LN2_HI is exact only for |n| < 2^10 in float32,
+      hence 256 / 2048;
+    - the CUDA kernels (softmaxlib/_cuda/softmax.cu, ``large_logit``) keep these
+      values, so a GPU row takes the same route as the reference's;
+    - the CPU kernels (kExtExpLimitF32 / kExtExpLimitF64 in
+      softmaxlib/_native/kernel_table.h) reduce with an FMA (or its exact float
+      emulation) and ln 2 rounded to float, exact for every n they meet, so only the
+      float32 accuracy of n * ln 2 limits them: 2^20 (float32) and 2^19 (float64).
     """
     return 256.0 if dtype == xp.float32 else 2048.0
 

@@ -46,10 +46,13 @@ else:
 
 import numpy as np
 
-_OPS = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
+#: The CUDA kernels' own codes (softmaxlib/_cuda/softmax.cu), apart from the CPU
+#: extension's (this path must not need it): op, and the two accumulators the
+#: kernels know, to which the four algorithm names map.
+CUDA_OPS = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
 ALG_MAX_BASED, ALG_TWO_PASS = 0, 1
-_ALGORITHMS = {"three-pass": ALG_MAX_BASED, "three-pass-reload": ALG_MAX_BASED,
-               "online": ALG_MAX_BASED, "two-pass": ALG_TWO_PASS}
+CUDA_ALGORITHMS = {"three-pass": ALG_MAX_BASED, "three-pass-reload": ALG_MAX_BASED,
+                   "online": ALG_MAX_BASED, "two-pass": ALG_TWO_PASS}
 
 #: dtype name -> (C++ storage type, compute type is double?)
 _TYPES = {"float32": ("float", False), "float64": ("double", True),
@@ -143,12 +146,12 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     the result on ``x``'s device (softmax/log_softmax: ``x.shape``; logsumexp: the
     axes removed) in ``x.dtype``, or ``NotImplemented`` for what it does not handle.
     """
-    if cupy is None or not isinstance(x, cupy.ndarray) or op not in _OPS or temperature is not None:
+    if cupy is None or not isinstance(x, cupy.ndarray) or op not in CUDA_OPS or temperature is not None:
         return NotImplemented
     entry = _TYPES.get(_dtype_name(x.dtype))
     if entry is None or x.size == 0 or x.ndim == 0 or not axes:
         return NotImplemented
-    if algorithm != "auto" and algorithm not in _ALGORITHMS:
+    if algorithm != "auto" and algorithm not in CUDA_ALGORITHMS:
         return NotImplemented
     if where is not None:
         if not isinstance(where, cupy.ndarray):
@@ -190,7 +193,7 @@ def _compute(op, x, axes, where, algorithm, entry):
         np.int32(wv is not None),
         i64(bshape[1]), i64(bshape[2]), i64(bshape[3]),
         *(i64(s) for s in xb), *(i64(s) for s in mb),
-        np.int32(_OPS[op]), np.int32(alg),
+        np.int32(CUDA_OPS[op]), np.int32(alg),
     )
     cached = _cached_config(n, is_double)
     if cached is not None:
@@ -214,7 +217,7 @@ def _compute(op, x, axes, where, algorithm, entry):
 def _choose(algorithm, n, is_double):
     if algorithm == "auto":
         return ALG_MAX_BASED if _cached_config(n, is_double) is not None else ALG_TWO_PASS
-    return _ALGORITHMS[algorithm]
+    return CUDA_ALGORITHMS[algorithm]
 
 
 def _cached_config(n, is_double):
@@ -236,7 +239,7 @@ def _long_rows(ctype, is_double, args, rows, n, alg, op, y):
     merge_k = _kernel(f"softmax_merge<{ctype}>")
     threads = _LONG_THREADS
     merge_threads = min(1024, max(32, 32 * -(-nchunks // 32)))
-    merge_args = (partial, row_acc, y, i64(rows), i64(nchunks), np.int32(_OPS[op]), np.int32(alg))
+    merge_args = (partial, row_acc, y, i64(rows), i64(nchunks), np.int32(CUDA_OPS[op]), np.int32(alg))
     partial_k((blocks,), (threads,), (*args, i64(chunk), i64(nchunks), partial, row_acc, np.int32(0)))
     merge_k((rows,), (merge_threads,), merge_args)
     if alg == ALG_TWO_PASS:

@@ -26,11 +26,12 @@ import math
 
 import numpy as np
 
+from softmaxlib import _native_loader as native
 from softmaxlib._backends import numpy_native
 
 # One accumulator per row, as a structured scalar so that Dask can concatenate,
 # slice and ship accumulators like any other array.
-ACCUMULATOR = np.dtype([(name, np.float64) for name in ("m", "d", "n_posinf", "has_nan", "n_valid")])
+ACCUMULATOR = np.dtype([(name, np.float64) for name in native.ACCUMULATOR_FIELDS])
 _FIELDS = ACCUMULATOR.names
 
 
@@ -40,7 +41,7 @@ def compute(op, x, axes, where, algorithm, temperature=None):
 
     if op not in ("softmax", "log_softmax", "logsumexp") or temperature is not None:
         return NotImplemented
-    if not isinstance(x._meta, np.ndarray) or not numpy_native.info()["available"]:
+    if not isinstance(x._meta, np.ndarray) or native.kernels is None:
         return NotImplemented
     if any(math.isnan(c) for chunks in x.chunks for c in chunks):
         return NotImplemented  # unknown chunk sizes: the reduction cannot be laid out
@@ -140,11 +141,7 @@ def _finish_block(block, acc, mask=None, *, op, axes):
 
 
 def _logsumexp_of(acc, *, axes, out_dtype):
-    """logsumexp from merged accumulators: m + log d, with the contract's special rows."""
+    """logsumexp from merged accumulators (``native.logsumexp_of_accumulator``)."""
     acc = np.squeeze(acc, axis=tuple(axes))
-    with np.errstate(divide="ignore", over="ignore"):
-        lse = acc["m"] + np.log(acc["d"])
-        lse = np.where((acc["n_valid"] == 0) | (acc["d"] == 0), -np.inf, lse)
-        lse = np.where(acc["n_posinf"] > 0, np.inf, lse)
-        lse = np.where(acc["has_nan"] > 0, np.nan, lse)
-        return lse.astype(out_dtype)
+    lse = native.logsumexp_of_accumulator(np, acc["m"], acc["d"], acc["n_posinf"], acc["has_nan"])
+    return lse.astype(out_dtype)

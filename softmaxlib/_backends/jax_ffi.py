@@ -33,22 +33,19 @@ import math
 
 import numpy as np
 
+from softmaxlib import _native_loader as native
 from softmaxlib import _reference
-from softmaxlib._backends import numpy_native
 
-_OPS = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
-_ALGORITHMS = {"three-pass": 0, "three-pass-reload": 1, "online": 2, "two-pass": 3}
-_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _TARGET = "softmaxlib_compute"
 _TARGET_MASKED = "softmaxlib_compute_masked"
 _TARGET_T = "softmaxlib_compute_t"
-_MODE_SCALAR, _MODE_ROWS, _MODE_ADAPTIVE = 1, 2, 3
+_MODES = native.TEMPERATURE_MODES  # the extension's temperature modes, by name
 
 
 @functools.cache
 def _registered():
     """Register the FFI targets once; False if this build or install cannot."""
-    kernels = numpy_native._kernels
+    kernels = native.kernels
     if kernels is None or not hasattr(kernels, "xla_ffi_handlers"):
         return False
     handlers = kernels.xla_ffi_handlers()
@@ -78,26 +75,25 @@ def compute(op, x, axes, where, algorithm, temperature=None):
         from softmaxlib._backends import jax_ffi_family
 
         return jax_ffi_family.stablemax(op, x, axes, where)
-    if op not in _OPS or not _registered():
+    if op not in native.OPS or not _registered():
         return NotImplemented
     import jax
     import jax.numpy as jnp
 
     dtype = jnp.dtype(x.dtype)
-    if dtype.name not in _DTYPES:
+    if dtype.name not in native.DTYPES:
         return NotImplemented
     row = math.prod(x.shape[a] for a in axes)
-    if algorithm == "auto":  # numpy_native's choice: the same kernels, the same crossovers
+    if algorithm == "auto":  # the NumPy path's choice: the same kernels, the same crossovers
         itemsize = np.dtype(dtype).itemsize
-        algorithm = numpy_native.auto_algorithm(op, np.dtype(dtype), row * itemsize,
-                                                math.prod(x.shape) * itemsize)
-    if algorithm not in _ALGORITHMS:
+        algorithm = native.auto_algorithm(op, np.dtype(dtype), row * itemsize, math.prod(x.shape) * itemsize)
+    if algorithm not in native.ALGORITHMS:
         return NotImplemented
     if temperature is not None:
         return _compute_t(op, algorithm, x, axes, where, temperature)
 
     def ours(x, where):
-        return _native(op, _ALGORITHMS[algorithm], x, axes, where)
+        return _native(op, native.ALGORITHMS[algorithm], x, axes, where)
 
     def reference(x, where):
         import array_api_compat
@@ -172,7 +168,7 @@ def _primitive():
     def lower(ctx, *args, op, alg, n_reduced):
         num_batch = ctx.avals_in[0].ndim - n_reduced
         target = _TARGET if len(args) == 1 else _TARGET_MASKED
-        attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced)}
+        attrs = {"op": np.int32(native.OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced)}
         rule = _sdy_rule(ctx, num_batch, n_reduced)
         return _lower_ffi(ctx, args, target, num_batch, rule, attrs)
 
@@ -183,7 +179,7 @@ def _primitive():
         import array_api_compat
 
         axes = tuple(range(x.ndim - n_reduced, x.ndim))
-        name = next(k for k, v in _ALGORITHMS.items() if v == alg)
+        name = next(k for k, v in native.ALGORITHMS.items() if v == alg)
         xp = array_api_compat.array_namespace(x)
         return _reference.compute(xp, op, x, axes, where[0] if where else None, name)
 
@@ -329,7 +325,7 @@ def _compute_t(op, algorithm, x, axes, where, temperature):
     mode, value, rows = spec
 
     def ours(x, where, rows):
-        return _native_t(op, _ALGORITHMS[algorithm], x, axes, where, mode, value, rows)
+        return _native_t(op, native.ALGORITHMS[algorithm], x, axes, where, mode, value, rows)
 
     def reference(x, where, rows):
         import array_api_compat
@@ -350,11 +346,9 @@ def _temperature_spec(temperature, x, axes):
     """
     import jax.numpy as jnp
 
-    if isinstance(temperature, str):
-        return (_MODE_ADAPTIVE, 1.0, None) if temperature == "adaptive" else NotImplemented
-    if isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, (bool, np.bool_)):
-        t = float(temperature)
-        return (_MODE_SCALAR, t, None) if t > 0 else NotImplemented
+    scalar = native.scalar_temperature(temperature)
+    if scalar is not None:
+        return scalar if scalar is NotImplemented else (*scalar, None)
     try:
         rows = jnp.asarray(temperature)
     except TypeError:
@@ -363,12 +357,12 @@ def _temperature_spec(temperature, x, axes):
     if rows.shape != batch_shape or rows.dtype.kind not in "fiu":
         return NotImplemented
     wide = jnp.float64 in (jnp.dtype(x.dtype), rows.dtype)
-    return (_MODE_ROWS, 1.0, rows.astype(jnp.float64 if wide else jnp.float32))
+    return (_MODES["per_row"], 1.0, rows.astype(jnp.float64 if wide else jnp.float32))
 
 
 def _temperature_arg(mode, value, rows):
     """The reference's temperature argument for a (mode, value, rows) spec."""
-    return {_MODE_SCALAR: value, _MODE_ROWS: rows, _MODE_ADAPTIVE: "adaptive"}[mode]
+    return {_MODES["scalar"]: value, _MODES["per_row"]: rows, _MODES["adaptive"]: "adaptive"}[mode]
 
 
 def _native_t(op, alg, x, axes, where, mode, value, rows):
@@ -399,7 +393,7 @@ def _primitive_t():
 
     def lower(ctx, *args, op, alg, n_reduced, masked, mode, value):
         num_batch = ctx.avals_in[0].ndim - n_reduced
-        attrs = {"op": np.int32(_OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced),
+        attrs = {"op": np.int32(native.OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced),
                  "masked": np.int32(masked), "mode": np.int32(mode), "temperature": np.float64(value)}
         rule = _sdy_rule(ctx, num_batch, n_reduced)
         return _lower_ffi(ctx, args, _TARGET_T, num_batch, rule, attrs)
@@ -408,9 +402,9 @@ def _primitive_t():
         import array_api_compat
 
         axes = tuple(range(x.ndim - n_reduced, x.ndim))
-        name = next(k for k, v in _ALGORITHMS.items() if v == alg)
+        name = next(k for k, v in native.ALGORITHMS.items() if v == alg)
         where = rest[0] if masked else None
-        rows = rest[-1] if mode == _MODE_ROWS else None
+        rows = rest[-1] if mode == _MODES["per_row"] else None
         xp = array_api_compat.array_namespace(x)
         return _reference.compute(xp, op, x, axes, where, name, temperature=_temperature_arg(mode, value, rows))
 
@@ -435,7 +429,7 @@ def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
 
     @jax.custom_jvp
     def f(x, where, rows):
-        operands = (x,) + ((where,) if masked else ()) + ((rows,) if mode == _MODE_ROWS else ())
+        operands = (x,) + ((where,) if masked else ()) + ((rows,) if mode == _MODES["per_row"] else ())
         return _primitive_t().bind(*operands, op=op, alg=alg, n_reduced=n_reduced, masked=masked, mode=mode,
                                    value=value)
 
@@ -445,8 +439,8 @@ def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
         p = _call("softmax", alg, n_reduced, x, w)
         logp = _call("log_softmax", alg, n_reduced, x, w)
         h = -jnp.sum(p * jnp.where(p > 0, logp, 0), axis=red, keepdims=True)
-        poly = jnp.polyval(jnp.asarray(_reference_poly(), dtype=h.dtype), h)
-        return jnp.where(h > 0.5, jnp.maximum(1, poly), 1)
+        poly = jnp.polyval(jnp.asarray(_reference.ADAPTIVE_POLYNOMIAL, dtype=h.dtype), h)
+        return jnp.where(h > _reference.ADAPTIVE_MIN_ENTROPY, jnp.maximum(1, poly), 1)
 
     @f.defjvp
     def f_jvp(primals, tangents):
@@ -455,10 +449,10 @@ def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
         y = f(x, where, rows)
         valid = jnp.isfinite(x) if not masked else jnp.isfinite(x) & where
         xs = jnp.where(valid, x, 0)
-        if mode == _MODE_ADAPTIVE:
+        if mode == _MODES["adaptive"]:
             beta, dbeta = jax.jvp(lambda a: beta_of(a, where), (xs,), (jnp.where(valid, tx, 0),))
             tz = beta * tx + xs * dbeta
-        elif mode == _MODE_ROWS:
+        elif mode == _MODES["per_row"]:
             shape = rows.shape + (1,) * n_reduced
             inv = (1 / rows).astype(x.dtype).reshape(shape)
             tz = tx * inv - xs * (trows.astype(x.dtype).reshape(shape) * inv * inv)
@@ -477,11 +471,6 @@ def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
         return y, ty
 
     return f
-
-
-def _reference_poly():
-    """The adaptive temperature's polynomial (Velickovic et al. 2024), highest power first."""
-    return getattr(_reference, "ADAPTIVE_POLYNOMIAL", (-0.037, 0.481, -2.3, 4.917, -1.791))
 
 
 # --------------------------------------------------------------------------- sharded rows
@@ -530,23 +519,20 @@ def _merged_over_shards(op, n_reduced, x, mesh, spec, names):
     out_spec = PartitionSpec(*spec[:nb]) if op == "logsumexp" else in_spec
 
     def local(xl):
-        acc_shape = jax.ShapeDtypeStruct(xl.shape[:nb] + (5,), acc_dtype)
+        acc_shape = jax.ShapeDtypeStruct(xl.shape[:nb] + (len(native.ACCUMULATOR_FIELDS),), acc_dtype)
         acc = jax.ffi.ffi_call("softmaxlib_accumulate", acc_shape, vmap_method="broadcast_all")(
             xl, n_reduced=np.int32(n_reduced))
-        m, d, n_posinf, has_nan, n_valid = (acc[..., i] for i in range(5))
+        m, d, n_posinf, has_nan, n_valid = (acc[..., i] for i in range(len(native.ACCUMULATOR_FIELDS)))
         big_m = lax.pmax(m, names)
         shift = jnp.where(jnp.isfinite(big_m), big_m, 0)
         d = lax.psum(jnp.where(d > 0, d * jnp.exp(m - shift), 0), names)
         n_posinf, has_nan, n_valid = lax.psum(n_posinf, names), lax.pmax(has_nan, names), lax.psum(n_valid, names)
         if op == "logsumexp":
-            lse = jnp.where(d > 0, big_m + jnp.log(jnp.where(d > 0, d, 1)), -jnp.inf)
-            lse = jnp.where(n_posinf > 0, jnp.inf, lse)
-            lse = jnp.where(has_nan > 0, jnp.nan, lse)
-            return lse.astype(xl.dtype)
+            return native.logsumexp_of_accumulator(jnp, big_m, d, n_posinf, has_nan).astype(xl.dtype)
         merged = jnp.stack([big_m, d, n_posinf, has_nan, n_valid], axis=-1)
         out = jax.ShapeDtypeStruct(xl.shape, xl.dtype)
         return jax.ffi.ffi_call("softmaxlib_finish", out, vmap_method="broadcast_all")(
-            xl, merged, op=np.int32(_OPS[op]), n_reduced=np.int32(n_reduced))
+            xl, merged, op=np.int32(native.OPS[op]), n_reduced=np.int32(n_reduced))
 
     shard_map = getattr(jax, "shard_map", None)
     if shard_map is None:  # pragma: no cover - older JAX

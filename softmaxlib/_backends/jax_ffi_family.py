@@ -19,9 +19,9 @@ import functools
 
 import numpy as np
 
+from softmaxlib import _native_loader as native
 from softmaxlib._backends import jax_ffi
 
-_STABLEMAX_OPS = {"stablemax": 0, "log_stablemax": 1}
 _TARGETS = {
     ("topk", False): "softmaxlib_topk",
     ("topk", True): "softmaxlib_topk_masked",
@@ -33,7 +33,7 @@ _TARGETS = {
 def _supported(x):
     import jax.numpy as jnp
 
-    return jax_ffi._registered() and jnp.dtype(x.dtype).name in jax_ffi._DTYPES
+    return jax_ffi._registered() and jnp.dtype(x.dtype).name in native.DTYPES
 
 
 # --------------------------------------------------------------------------- references
@@ -62,7 +62,7 @@ def _reference_topk(x, k, axis, where):
 
 def stablemax(op, x, axes, where):
     """``op`` ("stablemax" / "log_stablemax") over ``axes`` of a JAX array or tracer."""
-    if op not in _STABLEMAX_OPS or not _supported(x):
+    if op not in native.STABLEMAX_OPS or not _supported(x):
         return NotImplemented
     import jax
 
@@ -164,7 +164,7 @@ def _topk_jvp(k, masked):
         t, _ = tangents
         v, i = f(x, where)
         # The full softmax (three-pass-reload), itself differentiable.
-        y = jax_ffi._call("softmax", jax_ffi._ALGORITHMS["three-pass-reload"], 1, x, where if masked else None)
+        y = jax_ffi._call("softmax", native.ALGORITHMS["three-pass-reload"], 1, x, where if masked else None)
         mean = jnp.sum(y * t, axis=-1, keepdims=True)
         tv = v * (jnp.take_along_axis(t, i, axis=-1) - mean)
         return (v, i), (tv, np.zeros(i.shape, dtype=jax.dtypes.float0))
@@ -206,7 +206,7 @@ def _primitive():
         else:
             rule = jax_ffi._sdy_rule(ctx, num_batch, n_reduced)
             target = _TARGETS["stablemax", masked]
-            attrs = {"op": np.int32(_STABLEMAX_OPS[kind]), "n_reduced": np.int32(n_reduced)}
+            attrs = {"op": np.int32(native.STABLEMAX_OPS[kind]), "n_reduced": np.int32(n_reduced)}
         return jax_ffi._lower_ffi(ctx, args, target, num_batch, rule, attrs)
 
     def generic(x, *where, kind, n_reduced, k):

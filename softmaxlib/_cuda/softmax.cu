@@ -107,7 +107,8 @@ template <> struct Consts<float> {
   static __device__ __forceinline__ float ln2_hi() { return 0x1.62E430p-1f; }
   static __device__ __forceinline__ float ln2_lo() { return -0x1.05C610p-29f; }
   static __device__ __forceinline__ float ln2() { return 0x1.62E430p-1f; }
-  // T: the reference's _large_logit (256 for float32, and the half types).
+  // T: the reference's value (256 for float32, and the half types), not the CPU
+  // kernels' (see _large_logit in softmaxlib/_reference for why they differ).
   static __device__ __forceinline__ float large_logit() { return 256.0f; }
   // 2^k for integer k >= -126 is a normal float: exponent field k + 127.
   static __device__ __forceinline__ float pow2_flush(float k) {

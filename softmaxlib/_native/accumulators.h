@@ -58,16 +58,24 @@ inline OnlineAccD merge_online_tree(const OnlineAccD* a, std::size_t n, double i
 }
 
 // Adaptive temperature (Velickovic et al. 2024, "softmax is not enough",
-// Fig. 5): beta = max(1, p(H)) for H > 0.5, else 1, with the paper's degree-4
-// fit p(H) = -0.037 H^4 + 0.481 H^3 - 2.3 H^2 + 4.917 H - 1.791.
+// Fig. 5): beta = max(1, p(H)) for H > kAdaptiveMinEntropy, else 1, with the
+// paper's degree-4 fit p, highest power first. The definition is the
+// reference's (softmaxlib/_reference: ADAPTIVE_POLYNOMIAL,
+// ADAPTIVE_MIN_ENTROPY); C++ needs its own copy of the numbers, which the
+// module exports (softmaxlib._kernels.ADAPTIVE_POLYNOMIAL) and a test
+// compares with the reference's.
+constexpr double kAdaptivePolynomial[5] = {-0.037, 0.481, -2.3, 4.917, -1.791};
+constexpr double kAdaptiveMinEntropy = 0.5;
+
 // Evaluated in long double: the terms cancel (at H = 3 they sum to 2.25 from
 // magnitudes up to 21), which costs ~20 ulp of beta in double, and beta's
 // error multiplies every beta (x - m) of the row.
 inline double adaptive_beta_of_entropy(double h) {
-  if (!(h > 0.5)) return 1.0;
+  if (!(h > kAdaptiveMinEntropy)) return 1.0;
   using L = long double;
   const L H = h;
-  const L p = (((L(-0.037) * H + L(0.481)) * H - L(2.3)) * H + L(4.917)) * H - L(1.791);
+  L p = L(kAdaptivePolynomial[0]);
+  for (int i = 1; i < 5; ++i) p = p * H + L(kAdaptivePolynomial[i]);  // Horner
   return std::max(1.0, double(p));
 }
 

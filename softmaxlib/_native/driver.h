@@ -35,15 +35,22 @@
 namespace softmaxlib {
 namespace driver {
 
+// The codes of ops, algorithms and dtypes, defined here once: the module
+// exports them by name (softmaxlib._kernels.OPS, ALGORITHMS, DTYPES), and every
+// Python caller reads them from there. kOpNames[op] etc. are those names.
 enum Op : int { kSoftmax = 0, kLogSoftmax = 1, kLogSumExp = 2 };
 enum Alg : int { kThreePass = 0, kThreePassReload = 1, kOnline = 2, kTwoPass = 3 };
 enum DType : int { kF32 = 0, kF64 = 1, kF16 = 2, kBF16 = 3 };
+constexpr const char* kOpNames[] = {"softmax", "log_softmax", "logsumexp"};
+constexpr const char* kAlgNames[] = {"three-pass", "three-pass-reload", "online", "two-pass"};
+constexpr const char* kDTypeNames[] = {"float32", "float64", "float16", "bfloat16"};
 
 // Bytes per element of a dtype code.
 std::size_t item_size(DType dtype);
 
-// Entries of one row's accumulator (accumulate / finish).
+// Entries of one row's accumulator (accumulate / finish), by name.
 constexpr std::size_t kAccSize = 5;
+constexpr const char* kAccFields[kAccSize] = {"m", "d", "n_posinf", "has_nan", "n_valid"};
 
 // Byte strides of a C-contiguous (row-major) array of `shape`.
 std::vector<std::ptrdiff_t> row_major_strides(const std::vector<std::ptrdiff_t>& shape, std::ptrdiff_t item);
@@ -70,6 +77,7 @@ void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bo
 // uniform limit); the caller validates it.
 struct Temperature {
   enum Mode : int { kNone = 0, kScalar = 1, kPerRow = 2, kAdaptive = 3 };
+  static constexpr const char* kModeNames[] = {"none", "scalar", "per_row", "adaptive"};
   Mode mode = kNone;
   double value = 1.0;                // kScalar
   const double* per_row = nullptr;   // kPerRow

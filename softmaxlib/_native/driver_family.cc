@@ -135,7 +135,7 @@ int stablemax_exponent(double m) {
 }
 
 template <class T>
-void stablemax_rows(FamilyOp op, const Problem& P, const Kernels<T, typename ComputeType<T>::type>& k,
+void stablemax_rows(StableMaxOp op, const Problem& P, const Kernels<T, typename ComputeType<T>::type>& k,
                     const FamilyKernels<T, typename ComputeType<T>::type>& fk, const Runner& runner) {
   using S = typename ComputeType<T>::type;
   const std::size_t n = P.n, chunk = P.chunk, nc = (n + chunk - 1) / chunk;
@@ -233,7 +233,7 @@ void softmax_topk(DType dtype, const Strided& x, std::size_t axis, std::size_t k
   }
 }
 
-void stablemax(FamilyOp op, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
+void stablemax(StableMaxOp op, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
                void* y, const Runner& runner) {
   if (op != kStableMax && op != kLogStableMax) throw std::invalid_argument("stablemax: bad op code");
   check_dtype(dtype);

@@ -1,8 +1,8 @@
 // The driver's entry points for the softmax family (fused softmax + top-k,
 // StableMax). Same conventions as driver.h: plain C++ over strided arrays,
 // threads from the caller's Runner, std::invalid_argument for bad input.
-// Implemented in driver_family.inc, which driver.cc includes at its end (it
-// reuses the driver's row walker, chunking and special-value helpers).
+// Implemented in driver_family.cc, over the driver's row walker, chunking and
+// special rows.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +14,9 @@
 namespace softmaxlib {
 namespace driver {
 
-enum FamilyOp : int { kStableMax = 0, kLogStableMax = 1 };
+// StableMax's op codes (exported as softmaxlib._kernels.STABLEMAX_OPS).
+enum StableMaxOp : int { kStableMax = 0, kLogStableMax = 1 };
+constexpr const char* kStableMaxOpNames[] = {"stablemax", "log_stablemax"};
 
 // Fused softmax + top-k over the single axis `axis` of x: values (x's dtype)
 // and indices (int64) are C-contiguous of shape batch + (k,), the batch shape
@@ -23,7 +25,7 @@ void softmax_topk(DType dtype, const Strided& x, std::size_t axis, std::size_t k
                   void* values, std::int64_t* indices, const Runner& runner);
 
 // StableMax / log-StableMax over the reduced axes; y C-contiguous of x's shape.
-void stablemax(FamilyOp op, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
+void stablemax(StableMaxOp op, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
                void* y, const Runner& runner);
 
 }  // namespace driver

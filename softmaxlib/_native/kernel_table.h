@@ -133,7 +133,10 @@ struct KernelTable {
 
 // Above this |row max| the two-pass range reduction is no longer exact enough
 // (n = round(x log2 e) needs n*ln2 formed to ~2^-24 relative); such rows take
-// the max-based path, which is exact there (Sterbenz).
+// the max-based path, which is exact there (Sterbenz). The reference and the
+// CUDA kernels use 256 / 2048 instead: their split of ln 2 is exact for fewer
+// n (see _large_logit in softmaxlib/_reference, which says why each path has
+// its own value).
 constexpr float kExtExpLimitF32 = 0x1p20f;
 constexpr double kExtExpLimitF64 = 0x1p19;  // |n| < 2^21 after clamping at -2L: n*ln2_hi exact
 

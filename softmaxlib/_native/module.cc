@@ -8,12 +8,14 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <unistd.h>  // sysconf: the L2 size that algorithm="auto" switches at
 
+#include "accumulators.h"
 #include "driver.h"
 #include "driver_family.h"
 #include "isa.h"
@@ -59,10 +61,15 @@ std::vector<bool> reduced_axes(std::uint64_t axes, std::size_t nd) {
 }
 
 drv::DType dtype_code(int dtype, const py::array& x) {
-  if (dtype < 0 || dtype > 3) throw std::invalid_argument("bad dtype code");
+  if (dtype < drv::kF32 || dtype > drv::kBF16) throw std::invalid_argument("bad dtype code");
   if (std::size_t(x.itemsize()) != drv::item_size(drv::DType(dtype)))
     throw std::invalid_argument("x's itemsize does not match the dtype code");
   return drv::DType(dtype);
+}
+
+void check_op_alg(int op, int alg) {
+  if (op < drv::kSoftmax || op > drv::kLogSumExp || alg < drv::kThreePass || alg > drv::kTwoPass)
+    throw std::invalid_argument("bad op/alg/dtype code");
 }
 
 void check_output(const py::array& y, std::size_t itemsize, std::size_t size, const char* what) {
@@ -78,10 +85,10 @@ std::size_t batch_size(const py::array& x, const std::vector<bool>& reduced, std
   return rows;
 }
 
-// dtype codes (chosen by the Python side): 0 float32, 1 float64, 2 float16, 3 bfloat16
+// op, alg, dtype: the codes of driver.h (exported as OPS, ALGORITHMS, DTYPES).
 void compute(int op, int alg, int dtype, const py::array& x, std::uint64_t axes, py::array& y,
              const py::object& where) {
-  if (op < 0 || op > 2 || alg < 0 || alg > 3) throw std::invalid_argument("bad op/alg/dtype code");
+  check_op_alg(op, alg);
   const drv::DType dt = dtype_code(dtype, x);
   const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
   py::array keep;
@@ -96,12 +103,13 @@ void compute(int op, int alg, int dtype, const py::array& x, std::uint64_t axes,
   drv::compute(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, yp, drv::pool_runner());
 }
 
-// temperature: mode 1 scalar (`value`), 2 per row (`per_row`: float64,
+// temperature (TEMPERATURE_MODES): scalar (`value`), per row (`per_row`: float64,
 // C-contiguous, one value per batch row), 3 adaptive.
 void compute_temperature(int op, int alg, int dtype, const py::array& x, std::uint64_t axes, py::array& y,
                          const py::object& where, int mode, double value, const py::object& per_row) {
-  if (op < 0 || op > 2 || alg < 0 || alg > 3) throw std::invalid_argument("bad op/alg/dtype code");
-  if (mode < 1 || mode > 3) throw std::invalid_argument("temperature mode must be 1 (scalar), 2 (per row) or 3 (adaptive)");
+  check_op_alg(op, alg);
+  if (mode < drv::Temperature::kScalar || mode > drv::Temperature::kAdaptive)
+    throw std::invalid_argument("temperature mode must be 1 (scalar), 2 (per row) or 3 (adaptive)");
   const drv::DType dt = dtype_code(dtype, x);
   const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
   py::array keep;
@@ -141,7 +149,8 @@ void accumulate(int dtype, const py::array& x, std::uint64_t axes, const py::obj
 
 void finish(int op, int dtype, const py::array& x, std::uint64_t axes, const py::object& where,
             const py::array& acc, py::array& y) {
-  if (op != 0 && op != 1) throw std::invalid_argument("finish: op must be softmax (0) or log_softmax (1)");
+  if (op != drv::kSoftmax && op != drv::kLogSoftmax)
+    throw std::invalid_argument("finish: op must be softmax (0) or log_softmax (1)");
   const drv::DType dt = dtype_code(dtype, x);
   const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
   py::array keep;
@@ -205,9 +214,9 @@ void softmax_topk(int dtype, const py::array& x, std::size_t axis, std::size_t k
   drv::softmax_topk(dt, xs, axis, k, w, vp, ip, drv::pool_runner());
 }
 
-// op 0 stablemax, 1 log_stablemax; y as compute's.
+// op: STABLEMAX_OPS; y as compute's.
 void stablemax(int op, int dtype, const py::array& x, std::uint64_t axes, py::array& y, const py::object& where) {
-  if (op != 0 && op != 1) throw std::invalid_argument("bad stablemax op code");
+  if (op != drv::kStableMax && op != drv::kLogStableMax) throw std::invalid_argument("bad stablemax op code");
   const drv::DType dt = dtype_code(dtype, x);
   const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
   py::array keep;
@@ -218,7 +227,15 @@ void stablemax(int op, int dtype, const py::array& x, std::uint64_t axes, py::ar
   const drv::Strided xs = strided(x);
   void* yp = y.mutable_data();
   py::gil_scoped_release release;
-  drv::stablemax(drv::FamilyOp(op), dt, xs, reduced, w, yp, drv::pool_runner());
+  drv::stablemax(drv::StableMaxOp(op), dt, xs, reduced, w, yp, drv::pool_runner());
+}
+
+// name -> code for the codes the driver defines (driver.h).
+template <std::size_t N>
+py::dict codes(const char* const (&names)[N], int first = 0) {
+  py::dict d;
+  for (std::size_t i = std::size_t(first); i < N; ++i) d[names[i]] = int(i);
+  return d;
 }
 
 }  // namespace
@@ -226,19 +243,29 @@ void stablemax(int op, int dtype, const py::array& x, std::uint64_t axes, py::ar
 
 PYBIND11_MODULE(_kernels, m) {
   using namespace softmaxlib;
-  m.doc() = "softmaxlib native CPU kernels (internal; use softmaxlib._backends.numpy_native)";
+  m.doc() = "softmaxlib native CPU kernels (internal; reached through softmaxlib._native_loader)";
+  // The codes every call below takes, by name (defined once, in driver.h and driver_family.h).
+  m.attr("OPS") = codes(driver::kOpNames);
+  m.attr("ALGORITHMS") = codes(driver::kAlgNames);
+  m.attr("DTYPES") = codes(driver::kDTypeNames);
+  m.attr("STABLEMAX_OPS") = codes(driver::kStableMaxOpNames);
+  m.attr("TEMPERATURE_MODES") = codes(driver::Temperature::kModeNames, driver::Temperature::kScalar);
+  m.attr("ACCUMULATOR_FIELDS") = py::tuple(py::cast(std::vector<std::string>(
+      std::begin(driver::kAccFields), std::end(driver::kAccFields))));
+  m.attr("ADAPTIVE_POLYNOMIAL") = py::tuple(py::cast(std::vector<double>(
+      std::begin(driver::kAdaptivePolynomial), std::end(driver::kAdaptivePolynomial))));
+  m.attr("ADAPTIVE_MIN_ENTROPY") = driver::kAdaptiveMinEntropy;
   m.def("compute", &compute, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"), py::arg("axes"),
         py::arg("y"), py::arg("where"),
-        "Fill y with op(x) over the axes whose bits are set in `axes`. Codes: op 0 softmax, 1 log_softmax, 2 logsumexp; alg 0 three-pass, "
-        "1 three-pass-reload, 2 online, 3 two-pass; dtype 0 f32, 1 f64, 2 f16, 3 bf16.");
+        "Fill y with op(x) over the axes whose bits are set in `axes`. Codes: OPS, ALGORITHMS, DTYPES.");
   m.def("compute_temperature", &compute_temperature, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"),
         py::arg("axes"), py::arg("y"), py::arg("where"), py::arg("mode"), py::arg("value"), py::arg("per_row"),
-        "compute() of op(x / T): mode 1 one temperature `value` (> 0, may be inf), 2 per row (`per_row`, float64 "
-        "C-contiguous of the batch shape), 3 adaptive (beta from the entropy of softmax(x)).");
+        "compute() of op(x / T), mode from TEMPERATURE_MODES: scalar, one temperature `value` (> 0, may be inf); "
+        "per_row (`per_row`, float64 C-contiguous of the batch shape); adaptive (beta from the entropy of softmax(x)).");
   m.def("accumulate", &accumulate, py::arg("dtype"), py::arg("x"), py::arg("axes"), py::arg("where"), py::arg("acc"),
         "Fill acc (float64, batch shape + (5,)) with each row's [m, d, n_posinf, has_nan, n_valid].");
   m.def("finish", &finish, py::arg("op"), py::arg("dtype"), py::arg("x"), py::arg("axes"), py::arg("where"),
-        py::arg("acc"), py::arg("y"), "Fill y with softmax (0) or log_softmax (1) of x given the merged acc.");
+        py::arg("acc"), py::arg("y"), "Fill y with softmax or log_softmax (OPS) of x given the merged acc.");
   m.def("set_num_threads", &driver::set_num_threads);
   m.def("get_num_threads", &driver::num_threads);
   m.def("get_isa", [] { return std::string(current_table()->isa); });
@@ -283,7 +310,7 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("values"), py::arg("indices"),
         "Fill values/indices (batch shape + (k,), C-contiguous) with the top k of softmax(x) along axis.");
   m.def("stablemax", &stablemax, py::arg("op"), py::arg("dtype"), py::arg("x"), py::arg("axes"), py::arg("y"),
-        py::arg("where"), "Fill y with stablemax (op 0) or log_stablemax (op 1) of x over the axes bits.");
+        py::arg("where"), "Fill y with stablemax or log_stablemax (STABLEMAX_OPS) of x over the axes bits.");
   m.def("_exp_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<float>(x, current_table()->exp_f32);
   });

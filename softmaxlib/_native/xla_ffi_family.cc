@@ -82,7 +82,7 @@ ffi::Error stablemax_run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::Any
   for (std::size_t i = nd - std::size_t(n_reduced); i < nd; ++i) reduced[i] = true;
   try {
     XlaPoolRunner runner(pool);
-    drv::stablemax(drv::FamilyOp(op), dtype, row_major(x.untyped_data(), dims, drv::item_size(dtype)), reduced, w,
+    drv::stablemax(drv::StableMaxOp(op), dtype, row_major(x.untyped_data(), dims, drv::item_size(dtype)), reduced, w,
                    y->untyped_data(), runner);
   } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("softmaxlib: ") + e.what());

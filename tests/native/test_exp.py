@@ -11,9 +11,9 @@ allows 1 ulp anyway).
 import numpy as np
 import pytest
 
-from softmaxlib._backends import numpy_native
+from softmaxlib import _native_loader
 
-K = numpy_native._kernels
+K = _native_loader.kernels
 F32 = np.finfo(np.float32)
 LO = np.float32(-87.33654)   # exp(LO) >= smallest normal float32
 HI = np.float32(88.72283)    # exp(HI) <= largest float32

@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from softmaxlib import _native_loader
 from softmaxlib._backends import numpy_native
 
 from tests.native.helpers import ALGORITHMS, OPS, assert_close_t
@@ -280,7 +281,7 @@ def test_kernel_exp_ulp(isa, dtype):
     # float32: <= 1 ulp in the fused window, <= 4 ulp beyond it (the multiply form
     # runs the max-based kernels' exp, whose one-constant reduction allows 4);
     # float64: <= 4 ulp (the plain float64 exp measures 2).
-    k = numpy_native._kernels
+    k = _native_loader.kernels
     f, wide, top, bound = ((k._exp_t_f32, np.float64, 87.4, 1) if dtype == np.float32
                            else (k._exp_t_f64, np.longdouble, 708.4, 4))
     rng = np.random.default_rng(11)
@@ -307,3 +308,13 @@ def test_results_near_underflow(isa, algorithm):
             x = np.concatenate([[0.0], -rng.uniform(top - 8, top, 500) * t]).astype(dtype)[None]
             for op in ("softmax", "log_softmax"):
                 assert_close_t(op, compute(op, x, (1,), t, algorithm=algorithm), x, (1,), t)
+
+
+def test_adaptive_polynomial_is_the_references():
+    # C++ keeps its own copy of the adaptive temperature's fit (accumulators.h);
+    # the reference's is the definition.
+    from softmaxlib import _reference
+
+    k = _native_loader.kernels
+    assert k.ADAPTIVE_POLYNOMIAL == tuple(_reference.ADAPTIVE_POLYNOMIAL)
+    assert k.ADAPTIVE_MIN_ENTROPY == _reference.ADAPTIVE_MIN_ENTROPY

@@ -1,0 +1,202 @@
+"""The one door to the native CPU extension (``softmaxlib._kernels``).
+
+Every Python module that calls the extension (the NumPy, JAX and Dask paths)
+goes through here: this module imports it (or records why it could not), reads
+the codes it exports for ops, algorithms, dtypes and temperature modes, owns its
+process-wide settings (threads, ISA), its description (``info``) and the policy
+of ``algorithm="auto"``, which the NumPy and JAX paths share because they run
+the same kernels.
+
+If the extension cannot be imported (a source tree without a build, an unusual
+platform), this module still imports: ``kernels`` is None, the code tables are
+empty, and ``info()`` says why.
+"""
+
+import contextlib
+import os
+import threading
+
+import numpy as np
+
+try:
+    from softmaxlib import _kernels as kernels
+except ImportError as exc:  # pragma: no cover - depends on the build
+    kernels = None
+    IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+else:
+    IMPORT_ERROR = None
+
+#: The extension's codes, defined once in C++ (driver.h, driver_family.h) and
+#: exported by it: op name -> code, algorithm name -> code, dtype name -> code,
+#: StableMax op -> code, temperature mode -> code.
+OPS = dict(kernels.OPS) if kernels is not None else {}
+ALGORITHMS = dict(kernels.ALGORITHMS) if kernels is not None else {}
+DTYPES = dict(kernels.DTYPES) if kernels is not None else {}
+STABLEMAX_OPS = dict(kernels.STABLEMAX_OPS) if kernels is not None else {}
+TEMPERATURE_MODES = dict(kernels.TEMPERATURE_MODES) if kernels is not None else {}
+
+#: The per-row accumulator of ``accumulate`` / ``finish`` (and of the JAX
+#: accumulate / finish targets): float64 fields in this order.
+ACCUMULATOR_FIELDS = tuple(kernels.ACCUMULATOR_FIELDS) if kernels is not None else (
+    "m", "d", "n_posinf", "has_nan", "n_valid")
+
+
+def _numpy_dtype_codes():
+    codes = {}
+    for name, code in DTYPES.items():
+        try:
+            codes[np.dtype(name)] = code
+        except TypeError:  # bfloat16 without ml_dtypes imported
+            try:
+                import ml_dtypes
+            except ImportError:  # pragma: no cover - ml_dtypes is optional
+                continue
+            codes[np.dtype(getattr(ml_dtypes, name))] = code
+    return codes
+
+
+#: NumPy dtype -> the extension's dtype code (bfloat16 when ml_dtypes is installed).
+NUMPY_DTYPES = _numpy_dtype_codes()
+
+
+def require():
+    """The extension, or RuntimeError saying why it is missing."""
+    if kernels is None:
+        msg = f"the native kernels are not available ({IMPORT_ERROR})"
+        raise RuntimeError(msg)
+    return kernels
+
+
+def axes_mask(axes):
+    """The extension's reduced-axes argument: bit ``a`` set for each axis ``a``."""
+    mask = 0
+    for a in axes:
+        mask |= 1 << a
+    return mask
+
+
+def scalar_temperature(temperature):
+    """The extension's ``(mode, value)`` for a temperature that is not an array.
+
+    "adaptive" and a real scalar (> 0, may be inf) map to their modes; a
+    temperature the kernels do not take gives NotImplemented (the reference
+    runs); anything else (an array: one temperature per row) gives None.
+    """
+    if isinstance(temperature, str):
+        return (TEMPERATURE_MODES["adaptive"], 1.0) if temperature == "adaptive" else NotImplemented
+    if isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, (bool, np.bool_)):
+        t = float(temperature)
+        return (TEMPERATURE_MODES["scalar"], t) if t > 0 else NotImplemented
+    return None
+
+
+def logsumexp_of_accumulator(xp, m, d, n_posinf, has_nan):
+    """logsumexp of rows from their merged accumulators: m + log d, with the
+    contract's special rows (no valid finite entry: -inf; +inf present: +inf; NaN:
+    NaN). ``xp`` is the namespace of the fields (NumPy for Dask blocks, jax.numpy
+    inside the JAX sharded path)."""
+    positive = d > 0
+    lse = xp.where(positive, m + xp.log(xp.where(positive, d, 1.0)), -xp.inf)
+    lse = xp.where(n_posinf > 0, xp.inf, lse)
+    return xp.where(has_nan > 0, xp.nan, lse)
+
+
+# --------------------------------------------------------------------------- auto policy
+
+# Crossovers for algorithm="auto", measured by benchmarks/crossover.py (see
+# benchmarks/crossover.md, on a Xeon with 2 MiB of L2 per core). While the data
+# stays in the core's own L2, the max-based algorithms win: their later passes
+# re-read a row from L2 and they evaluate one exp per element
+# (three-pass-reload for softmax; three-pass for log_softmax and logsumexp,
+# which store nothing). Past L2, two-pass (no max pass: each read of memory
+# does the exp work beside it) wins:
+#  - a row longer than L2: every op, by ~20% (two memory passes against three);
+#  - an array larger than L2, rows shorter: logsumexp by 25-40% for any row
+#    (one read pass against two; AVX2 too), log_softmax by ~25% up to 24 MiB
+#    and ~5% beyond for rows of 16 KiB or more (shorter rows: AVX2 loses up to
+#    24%); softmax in float32 with AVX-512 by 7-19% for rows of 64 KiB or more
+#    and arrays below 32 MiB (beyond that, or with AVX2 or in float64,
+#    three-pass-reload leads);
+#  - float64 logsumexp from 32 KiB rows on, cached or not.
+# The L2 threshold is never below 2 MiB: a Zen 4 core (1 MiB of L2 and a fast
+# L3) still ran three-pass-reload faster at 1 MiB rows.
+L2_BYTES = int(kernels.l2_cache_bytes()) if kernels is not None else 0
+AUTO_TWO_PASS_MIN_ROW_BYTES = max(2 << 20, L2_BYTES)
+AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP = 32 << 10
+AUTO_LOG_SOFTMAX_MIN_ROW_BYTES = 16 << 10
+AUTO_SOFTMAX_MIN_ROW_BYTES = 64 << 10
+AUTO_SOFTMAX_MAX_BYTES = 32 << 20
+AUTO_IN_CACHE = {"softmax": "three-pass-reload", "log_softmax": "three-pass", "logsumexp": "three-pass"}
+
+
+def auto_algorithm(op, dtype, row_bytes, total_bytes):
+    """What ``algorithm="auto"`` runs for ``op`` on rows of ``row_bytes`` in an
+    array of ``total_bytes`` of ``dtype`` (the NumPy and JAX native paths alike)."""
+    beyond_l2 = AUTO_TWO_PASS_MIN_ROW_BYTES
+    if row_bytes >= beyond_l2:
+        return "two-pass"
+    if op == "logsumexp" and dtype == np.float64 and row_bytes >= AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP:
+        return "two-pass"
+    if total_bytes >= beyond_l2:
+        if op == "logsumexp" or (op == "log_softmax" and row_bytes >= AUTO_LOG_SOFTMAX_MIN_ROW_BYTES):
+            return "two-pass"
+        if (dtype == np.float32 and row_bytes >= AUTO_SOFTMAX_MIN_ROW_BYTES
+                and total_bytes < AUTO_SOFTMAX_MAX_BYTES and kernels.get_isa() == "avx512f"):
+            return "two-pass"
+    return AUTO_IN_CACHE[op]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def set_num_threads(n):
+    """Set the number of threads the native kernels use (>= 1), process-wide."""
+    if kernels is None:
+        return
+    kernels.set_num_threads(int(n))
+
+
+def get_num_threads():
+    """Number of threads the native kernels use (default: the CPUs this process may
+    use, or ``SOFTMAXLIB_NUM_THREADS``)."""
+    if kernels is None:
+        return 1
+    return kernels.get_num_threads()
+
+
+_isa_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def forced_isa(name):
+    """Run the block with the kernels of ISA ``name`` ("avx512f", "avx2", "baseline").
+
+    Process-wide (not per thread): meant for tests and benchmarks. Raises
+    ValueError when the ISA is not compiled in or not supported by this CPU.
+    """
+    require()
+    with _isa_lock:
+        previous = kernels.set_isa(name)
+    try:
+        yield
+    finally:
+        with _isa_lock:
+            kernels.set_isa(previous)
+
+
+def info():
+    """What the native kernels are doing on this machine, as a dict."""
+    if kernels is None:
+        return {"available": False, "reason": IMPORT_ERROR}
+    return {
+        "available": True,
+        "isa": kernels.get_isa(),
+        "isas_compiled": list(kernels.compiled_isas()),
+        "isas_supported": list(kernels.supported_isas()),
+        "threads": kernels.get_num_threads(),
+        "kernels": list(kernels.kernel_names()),
+        "chunk": int(kernels.chunk()),
+        "l2_cache_bytes": L2_BYTES,
+        "auto_two_pass_min_row_bytes": AUTO_TWO_PASS_MIN_ROW_BYTES,
+        "env": {k: os.environ[k] for k in ("SOFTMAXLIB_ISA", "SOFTMAXLIB_NUM_THREADS") if k in os.environ},
+    }
