@@ -1,4 +1,4 @@
-"""The JAX fast path of the softmax family (softmaxlib._backends.jax_ffi_family):
+"""The JAX fast path of the softmax family (softmaxlib._backends.jax_ffi.family):
 fused softmax + top-k and StableMax as XLA custom calls.
 
 Checked here: the custom call is what runs on CPU (the reference elsewhere), the
@@ -214,8 +214,8 @@ def test_sharding_in_subprocess():
 def test_errors_are_ffi_errors(params, message):
     # The Python side validates k; the handlers still refuse bad input with a
     # message instead of crashing.
-    from softmaxlib._backends import jax_ffi_family
+    from softmaxlib._backends.jax_ffi import family
 
     x = jnp.ones((2, 8), jnp.float32)
     with pytest.raises(Exception, match=message):
-        jax.block_until_ready(jax_ffi_family._primitive().bind(x, **params))
+        jax.block_until_ready(family.primitive().bind(x, **params))

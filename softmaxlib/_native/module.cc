@@ -2,7 +2,7 @@
 //
 // Turns NumPy arrays into (pointer, shape, byte strides, dtype code), releases
 // the GIL and calls the driver with softmaxlib's own thread pool. Everything
-// numerical and every layout rule lives in driver.cc and the kernels.
+// numerical and every layout rule lives in the driver (driver.h) and the kernels.
 #include <pybind11/pybind11.h>
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -279,7 +279,7 @@ PYBIND11_MODULE(_kernels, m) {
                                         SOFTMAXLIB_FAMILY_KERNELS(SOFTMAXLIB_KERNEL_NAME)};
 #undef SOFTMAXLIB_KERNEL_NAME
   });
-  // The XLA FFI handlers (softmaxlib/_backends/jax_ffi.py registers them), when
+  // The XLA FFI handlers (softmaxlib/_backends/jax_ffi/primitives.py registers them), when
   // this build found the XLA FFI headers; an empty dict otherwise.
   m.def("xla_ffi_handlers", [] {
     py::dict d;

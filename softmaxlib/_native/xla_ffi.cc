@@ -4,7 +4,7 @@
 // attributes, check them, and call the same driver as the NumPy module
 // (driver.h) with XLA's intra-op thread pool. Compiled into softmaxlib._kernels
 // only when the build finds the XLA FFI headers (jax.ffi.include_dir()); the
-// Python side (softmaxlib/_backends/jax_ffi.py) registers them with
+// Python side (softmaxlib/_backends/jax_ffi/primitives.py) registers them with
 // jax.ffi.register_ffi_target from the capsules of xla_ffi_handlers().
 //
 // Layout: XLA hands us row-major buffers; the reduced axes are the

@@ -1,4 +1,4 @@
-// The XLA FFI handlers of the softmax family (xla_ffi_family.inc), as plain
+// The XLA FFI handlers of the softmax family (xla_ffi_family.cc), as plain
 // pointers for module.cc to wrap in capsules (only declared when the build
 // found the XLA FFI headers).
 #pragma once

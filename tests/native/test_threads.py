@@ -20,7 +20,7 @@ def compute(op, x, axes, algorithm="auto", where=None):
 @pytest.mark.parametrize("op", OPS)
 def test_bitwise_identical_for_any_thread_count(isa, threads, op, algorithm):
     rng = np.random.default_rng(7)
-    # Rows of 2^20 and more are split over threads (driver.cc, kMinSplitRow).
+    # Rows of 2^20 and more are split over threads (layout.h, kMinSplitRow).
     long_row = (rng.standard_normal((1, 2**20 + 1)) * 4).astype(np.float32)  # chunk-parallel
     few_rows = (rng.standard_normal((3, 2**20 + 3)) * 4).astype(np.float32)  # chunk-parallel
     many_rows = (rng.standard_normal((513, 301)) * 4).astype(np.float32)    # row-parallel

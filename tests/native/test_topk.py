@@ -168,7 +168,7 @@ def test_matches_softmax(isa):
 
 @pytest.mark.slow
 def test_long_rows_bitwise_identical_across_threads(isa, threads):
-    # Rows of 2^20 and more are split over threads (driver.cc, kMinSplitRow):
+    # Rows of 2^20 and more are split over threads (layout.h, kMinSplitRow):
     # each thread keeps its own running top-k, merged at the end.
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((2, 2**20 + 5)) * 4).astype(np.float32)

@@ -1,7 +1,7 @@
 """The JAX fast path of the softmax family: fused softmax + top-k and StableMax.
 
-The same scheme as :mod:`softmaxlib._backends.jax_ffi` (which dispatches here):
-the native kernels' XLA FFI handlers (softmaxlib/_native/xla_ffi_family.inc)
+The same scheme as :mod:`softmaxlib._backends.jax_ffi.softmax`: the native
+kernels' XLA FFI handlers (softmaxlib/_native/xla_ffi_family.cc)
 behind one primitive with a batching rule (``vmap``, nested too), a
 batch-partitionable lowering, ``lax.platform_dependent`` (the custom call on CPU,
 the generic reference elsewhere) and a ``jax.custom_jvp``:
@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from softmaxlib import _native_loader as native
-from softmaxlib._backends import jax_ffi
+from softmaxlib._backends.jax_ffi import primitives, softmax
 
 _TARGETS = {
     ("topk", False): "softmaxlib_topk",
@@ -33,10 +33,7 @@ _TARGETS = {
 def _supported(x):
     import jax.numpy as jnp
 
-    return jax_ffi._registered() and jnp.dtype(x.dtype).name in native.DTYPES
-
-
-# --------------------------------------------------------------------------- references
+    return primitives.registered() and jnp.dtype(x.dtype).name in native.DTYPES
 
 
 def _reference_stablemax(op, x, axes, where):
@@ -57,9 +54,6 @@ def _reference_topk(x, k, axis, where):
     return _reference_topk.softmax_topk(array_api_compat.array_namespace(x), x, k, axis, where)
 
 
-# --------------------------------------------------------------------------- StableMax
-
-
 def stablemax(op, x, axes, where):
     """``op`` ("stablemax" / "log_stablemax") over ``axes`` of a JAX array or tracer."""
     if op not in native.STABLEMAX_OPS or not _supported(x):
@@ -70,7 +64,7 @@ def stablemax(op, x, axes, where):
         def call(x, where):
             return _stablemax_call(op, len(axes), x, where)
 
-        return jax_ffi._reduced_last(op, x, axes, where, call)
+        return primitives.reduced_last(op, x, axes, where, call)
 
     def reference(x, where):
         return _reference_stablemax(op, x, axes, where)
@@ -96,7 +90,7 @@ def _stablemax_jvp(op, n_reduced, masked):
     @jax.custom_jvp
     def f(x, where):
         operands = (x, where) if masked else (x,)
-        (y,) = _primitive().bind(*operands, kind=op, n_reduced=n_reduced, k=0)
+        (y,) = primitive().bind(*operands, kind=op, n_reduced=n_reduced, k=0)
         return y
 
     @f.defjvp
@@ -114,9 +108,6 @@ def _stablemax_jvp(op, n_reduced, masked):
         return y, ty
 
     return f
-
-
-# --------------------------------------------------------------------------- top-k
 
 
 def softmax_topk(x, k, axis, where):
@@ -155,7 +146,7 @@ def _topk_jvp(k, masked):
     @jax.custom_jvp
     def f(x, where):
         operands = (x, where) if masked else (x,)
-        v, i = _primitive().bind(*operands, kind="topk", n_reduced=1, k=k)
+        v, i = primitive().bind(*operands, kind="topk", n_reduced=1, k=k)
         return v, i
 
     @f.defjvp
@@ -164,7 +155,7 @@ def _topk_jvp(k, masked):
         t, _ = tangents
         v, i = f(x, where)
         # The full softmax (three-pass-reload), itself differentiable.
-        y = jax_ffi._call("softmax", native.ALGORITHMS["three-pass-reload"], 1, x, where if masked else None)
+        y = softmax.call("softmax", native.ALGORITHMS["three-pass-reload"], 1, x, where if masked else None)
         mean = jnp.sum(y * t, axis=-1, keepdims=True)
         tv = v * (jnp.take_along_axis(t, i, axis=-1) - mean)
         return (v, i), (tv, np.zeros(i.shape, dtype=jax.dtypes.float0))
@@ -172,12 +163,9 @@ def _topk_jvp(k, masked):
     return f
 
 
-# --------------------------------------------------------------------------- the primitive
-
-
 @functools.cache
-def _primitive():
-    """One primitive for the family's custom calls (see jax_ffi._primitive).
+def primitive():
+    """One primitive for the family's custom calls (see softmax._primitive).
 
     ``kind`` is "stablemax", "log_stablemax" or "topk"; results are always a
     tuple: (y,) or (values, indices). The reduced axes are the ``n_reduced``
@@ -204,20 +192,20 @@ def _primitive():
             target = _TARGETS["topk", masked]
             attrs = {"k": np.int64(k)}
         else:
-            rule = jax_ffi._sdy_rule(ctx, num_batch, n_reduced)
+            rule = primitives.sdy_rule(ctx, num_batch, n_reduced)
             target = _TARGETS["stablemax", masked]
             attrs = {"op": np.int32(native.STABLEMAX_OPS[kind]), "n_reduced": np.int32(n_reduced)}
-        return jax_ffi._lower_ffi(ctx, args, target, num_batch, rule, attrs)
+        return primitives.lower_ffi(ctx, args, target, num_batch, rule, attrs)
 
     def generic(x, *where, kind, n_reduced, k):
-        # Other platforms: the reference (see jax_ffi._primitive).
+        # Other platforms: the reference (see softmax._primitive).
         where = where[0] if where else None
         if kind == "topk":
             v, i = _reference_topk(x, k, x.ndim - 1, where)
             return [v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))]
         return [_reference_stablemax(kind, x, tuple(range(x.ndim - n_reduced, x.ndim)), where)]
 
-    return jax_ffi._register(prim, abstract, lower, generic)
+    return primitives.register(prim, abstract, lower, generic)
 
 
 def _topk_sdy_rule(ctx, num_batch):
@@ -226,7 +214,7 @@ def _topk_sdy_rule(ctx, num_batch):
 
     if not getattr(jax.config, "jax_use_shardy_partitioner", False) or num_batch == 0:
         return None
-    try:  # private helpers, as jax_ffi._sdy_rule
+    try:  # private helpers, as primitives.sdy_rule
         from jax._src.custom_partitioning_sharding_rule import (
             sdy_sharding_rule_to_mlir,
             str_to_sdy_sharding_rule,

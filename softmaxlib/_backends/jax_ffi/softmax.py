@@ -1,31 +1,8 @@
-"""The JAX fast path: the native kernels as an XLA CPU custom call (typed FFI).
+"""softmax, log_softmax and logsumexp of JAX arrays through the XLA FFI targets.
 
-``compute`` runs ``softmaxlib._kernels``' XLA FFI handlers (softmaxlib/_native/
-xla_ffi.cc, thin shells over the same driver as the NumPy path) through
-``jax.ffi.ffi_call``:
-
-* the reduced axes are moved last when they are not already (the common last-axis
-  case needs no transpose); every other axis is a batch axis for the kernel;
-* a ``jax.custom_jvp`` gives forward and reverse mode from the output y:
-  softmax ``y (t - sum t y)``, log_softmax ``t - sum t e^y``, logsumexp
-  ``sum t softmax(x)``; the rules are differentiable again (second order);
-* ``vmap`` adds leading batch axes (``vmap_method="broadcast_all"``);
-* ``lax.platform_dependent`` picks the custom call on CPU and the generic reference
-  elsewhere, also under a ``jit`` that does not know its device yet;
-* the targets are registered as batch partitionable: with several CPU devices an
-  input sharded over batch axes runs shard-locally; one whose type shows a
-  reduced axis sharded (an explicit sharding) runs per shard under ``shard_map``
-  and merges only the per-row accumulators across devices (``_merged_over_shards``);
-  otherwise XLA gathers the row before the call (correct, more traffic).
-
-With a temperature (op(x / T)) the ``softmaxlib_compute_t`` target runs instead: one
-temperature is an attribute, one per row an operand of the batch shape, the adaptive
-one a mode; its ``custom_jvp`` differentiates through x, the per-row temperatures and
-the adaptive beta (``_with_jvp_t``). Inputs sharded along a reduced axis are gathered
-by XLA before it (no per-shard accumulators for a temperature).
-
-If the extension was built without the XLA FFI headers, or JAX is missing,
-``compute`` returns ``NotImplemented`` and the reference runs.
+The custom call behind a primitive (``_primitive``; ``_primitive_t`` with a
+temperature) and a ``jax.custom_jvp`` per static configuration (``_with_jvp``,
+``_with_jvp_t``); see the package's docstring for the whole scheme.
 """
 
 import functools
@@ -35,6 +12,7 @@ import numpy as np
 
 from softmaxlib import _native_loader as native
 from softmaxlib import _reference
+from softmaxlib._backends.jax_ffi import primitives, sharding
 
 _TARGET = "softmaxlib_compute"
 _TARGET_MASKED = "softmaxlib_compute_masked"
@@ -42,40 +20,10 @@ _TARGET_T = "softmaxlib_compute_t"
 _MODES = native.TEMPERATURE_MODES  # the extension's temperature modes, by name
 
 
-@functools.cache
-def _registered():
-    """Register the FFI targets once; False if this build or install cannot."""
-    kernels = native.kernels
-    if kernels is None or not hasattr(kernels, "xla_ffi_handlers"):
-        return False
-    handlers = kernels.xla_ffi_handlers()
-    if not handlers:
-        return False
-    try:
-        import jax
-        import jax.ffi
-    except ImportError:  # pragma: no cover - the backend is only looked up for JAX arrays
-        return False
-    for name, capsule in handlers.items():
-        jax.ffi.register_ffi_target(name, capsule, platform="cpu")
-        partitionable = getattr(jax.ffi, "register_ffi_target_as_batch_partitionable", None)
-        if partitionable is not None:
-            partitionable(name)
-    return True
-
-
-def available():
-    """Is the custom call built and registered?"""
-    return _registered()
-
-
 def compute(op, x, axes, where, algorithm, temperature=None):
-    """``op`` over ``axes`` of the JAX array (or tracer) ``x``; see ``_reference.compute``."""
-    if op in ("stablemax", "log_stablemax") and temperature is None:
-        from softmaxlib._backends import jax_ffi_family
-
-        return jax_ffi_family.stablemax(op, x, axes, where)
-    if op not in native.OPS or not _registered():
+    """softmax, log_softmax or logsumexp over ``axes`` of the JAX array (or tracer) ``x``;
+    see ``_reference.compute``."""
+    if op not in native.OPS or not primitives.registered():
         return NotImplemented
     import jax
     import jax.numpy as jnp
@@ -104,39 +52,9 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
 
 
-def softmax_topk(x, k, axis, where):
-    """Fused softmax + top-k of a JAX array along ``axis``; see ``jax_ffi_family``."""
-    from softmaxlib._backends import jax_ffi_family
-
-    return jax_ffi_family.softmax_topk(x, k, axis, where)
-
-
 def _native(op, alg, x, axes, where):
     """The custom call on ``x`` in any layout (see ``_reduced_last``)."""
-    return _reduced_last(op, x, axes, where, lambda x, where: _call(op, alg, len(axes), x, where))
-
-
-def _reduced_last(op, x, axes, where, call):
-    """``call(x, where)`` with the reduced axes moved last, and the result moved back.
-
-    The kernels take the reduced axes last and contiguous; the batch axes keep their
-    order, so a per-row temperature of the batch shape still lines up.  logsumexp's
-    result has only the batch axes: nothing to move back.
-    """
-    import jax.numpy as jnp
-
-    nd = x.ndim
-    batch = tuple(a for a in range(nd) if a not in axes)
-    perm = batch + tuple(axes)
-    moved = perm != tuple(range(nd))
-    if moved:
-        x = jnp.transpose(x, perm)
-        if where is not None:
-            where = jnp.transpose(where, perm)
-    y = call(x, where)
-    if moved and op != "logsumexp":
-        y = jnp.transpose(y, np.argsort(perm))
-    return y
+    return primitives.reduced_last(op, x, axes, where, lambda x, where: call(op, alg, len(axes), x, where))
 
 
 def _ffi(op, alg, n_reduced, x, where):
@@ -169,8 +87,8 @@ def _primitive():
         num_batch = ctx.avals_in[0].ndim - n_reduced
         target = _TARGET if len(args) == 1 else _TARGET_MASKED
         attrs = {"op": np.int32(native.OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced)}
-        rule = _sdy_rule(ctx, num_batch, n_reduced)
-        return _lower_ffi(ctx, args, target, num_batch, rule, attrs)
+        rule = primitives.sdy_rule(ctx, num_batch, n_reduced)
+        return primitives.lower_ffi(ctx, args, target, num_batch, rule, attrs)
 
     def generic(x, *where, op, alg, n_reduced):
         # Other platforms: the reference. (platform_dependent selects the custom
@@ -183,82 +101,7 @@ def _primitive():
         xp = array_api_compat.array_namespace(x)
         return _reference.compute(xp, op, x, axes, where[0] if where else None, name)
 
-    return _register(prim, abstract, lower, generic)
-
-
-def _register(prim, abstract, lower, generic):
-    """Give ``prim`` the rules every softmaxlib primitive has, and return it.
-
-    Eager calls run a jit of the bind (so they take the lowering too), compiled once
-    per static configuration; vmap moves its axis to the front of every operand,
-    where the kernels take leading batch axes; ``lower`` (the custom call) lowers for
-    CPU and ``generic`` (the reference) for every other platform.
-    """
-    import jax
-    import jax.numpy as jnp
-    from jax.interpreters import batching, mlir
-
-    @functools.cache
-    def compiled(**params):
-        return jax.jit(lambda *a: prim.bind(*a, **params))
-
-    def impl(*args, **params):
-        return compiled(**params)(*args)
-
-    def batch(args, dims, **params):
-        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-        moved = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
-                 for a, d in zip(args, dims)]
-        out = prim.bind(*moved, **params)
-        return out, ((0,) * len(out) if prim.multiple_results else 0)
-
-    prim.def_impl(impl)
-    prim.def_abstract_eval(abstract)
-    batching.primitive_batchers[prim] = batch
-    mlir.register_lowering(prim, mlir.lower_fun(generic, multiple_results=prim.multiple_results))
-    mlir.register_lowering(prim, lower, platform="cpu")
-    return prim
-
-
-def _lower_ffi(ctx, args, target, num_batch, rule, attrs):
-    """The custom call's lowering, marked batch partitionable over ``num_batch`` axes.
-
-    The ``num_batch_dims`` frontend attribute is what the batch-partitionable
-    registration reads (GSPMD); ``rule``, the Shardy rule, is None where it has none.
-    """
-    import jax
-    from jax.interpreters import mlir
-
-    extra = {"mhlo.frontend_attributes": mlir.ir_attribute({"num_batch_dims": str(num_batch)})}
-    if rule is not None:
-        extra["sdy.sharding_rule"] = rule
-    return jax.ffi.ffi_lowering(target, extra_attributes=extra)(ctx, *args, **attrs)
-
-
-def _sdy_rule(ctx, num_batch, n_reduced):
-    """The Shardy rule: batch axes pass through, reduced axes need replication."""
-    import jax
-
-    if not getattr(jax.config, "jax_use_shardy_partitioner", False) or num_batch == 0:
-        return None  # (no batch axis: XLA's default, replication, is what we need)
-    try:  # private helpers (the same the jax.lax.linalg custom calls use)
-        from jax._src.custom_partitioning_sharding_rule import (
-            sdy_sharding_rule_to_mlir,
-            str_to_sdy_sharding_rule,
-        )
-        from jax.interpreters import mlir
-    except ImportError:  # pragma: no cover - a JAX without them: XLA's default (replicate)
-        return None
-    batch = [f"b{i}" for i in range(num_batch)]
-    red = [f"r{i}" for i in range(n_reduced)]
-    full = " ".join(batch + red)
-    # x and where carry every factor; per-row temperatures (batch rank) only the batch ones
-    lhs = ", ".join(" ".join(batch) if a.ndim == num_batch else full for a in ctx.avals_in)
-    rhs = " ".join(batch) if ctx.avals_out[0].ndim == num_batch else full
-    rule = str_to_sdy_sharding_rule(f"{lhs} -> {rhs}", need_replication_factors=tuple(red))
-    types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_in]
-    out_types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_out]
-    return sdy_sharding_rule_to_mlir(rule, types, out_types)
+    return primitives.register(prim, abstract, lower, generic)
 
 
 @functools.cache
@@ -276,9 +119,9 @@ def _with_jvp(op, alg, n_reduced, masked):
     else:
         @jax.custom_jvp
         def f(x, where):
-            sharded = _reduced_sharding(x, n_reduced)
+            sharded = sharding.reduced_sharding(x, n_reduced)
             if sharded is not None:
-                return _merged_over_shards(op, n_reduced, x, *sharded)
+                return sharding.merged_over_shards(op, n_reduced, x, *sharded)
             return _ffi(op, alg, n_reduced, x, None)
 
     @f.defjvp
@@ -303,7 +146,7 @@ def _with_jvp(op, alg, n_reduced, masked):
     return f
 
 
-def _call(op, alg, n_reduced, x, where):
+def call(op, alg, n_reduced, x, where):
     import jax.numpy as jnp
 
     if where is None:
@@ -375,7 +218,7 @@ def _native_t(op, alg, x, axes, where, mode, value, rows):
         f = _with_jvp_t(op, alg, len(axes), masked, mode, value)
         return f(x, where if masked else jnp.zeros((), dtype=bool), placeholder if rows is None else rows)
 
-    return _reduced_last(op, x, axes, where, call)
+    return primitives.reduced_last(op, x, axes, where, call)
 
 
 @functools.cache
@@ -395,8 +238,8 @@ def _primitive_t():
         num_batch = ctx.avals_in[0].ndim - n_reduced
         attrs = {"op": np.int32(native.OPS[op]), "alg": np.int32(alg), "n_reduced": np.int32(n_reduced),
                  "masked": np.int32(masked), "mode": np.int32(mode), "temperature": np.float64(value)}
-        rule = _sdy_rule(ctx, num_batch, n_reduced)
-        return _lower_ffi(ctx, args, _TARGET_T, num_batch, rule, attrs)
+        rule = primitives.sdy_rule(ctx, num_batch, n_reduced)
+        return primitives.lower_ffi(ctx, args, _TARGET_T, num_batch, rule, attrs)
 
     def generic(x, *rest, op, alg, n_reduced, masked, mode, value):
         import array_api_compat
@@ -408,7 +251,7 @@ def _primitive_t():
         xp = array_api_compat.array_namespace(x)
         return _reference.compute(xp, op, x, axes, where, name, temperature=_temperature_arg(mode, value, rows))
 
-    return _register(prim, abstract, lower, generic)
+    return primitives.register(prim, abstract, lower, generic)
 
 
 @functools.cache
@@ -436,8 +279,8 @@ def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
     def beta_of(x, where):
         # beta = max(1, p(H)) where H > 0.5, else 1, H the entropy of softmax(x).
         w = where if masked else None
-        p = _call("softmax", alg, n_reduced, x, w)
-        logp = _call("log_softmax", alg, n_reduced, x, w)
+        p = call("softmax", alg, n_reduced, x, w)
+        logp = call("log_softmax", alg, n_reduced, x, w)
         h = -jnp.sum(p * jnp.where(p > 0, logp, 0), axis=red, keepdims=True)
         poly = jnp.polyval(jnp.asarray(_reference.ADAPTIVE_POLYNOMIAL, dtype=h.dtype), h)
         return jnp.where(h > _reference.ADAPTIVE_MIN_ENTROPY, jnp.maximum(1, poly), 1)
@@ -471,70 +314,3 @@ def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
         return y, ty
 
     return f
-
-
-# --------------------------------------------------------------------------- sharded rows
-
-
-def _reduced_sharding(x, n_reduced):
-    """(mesh, spec, mesh axes) when ``x``'s type says a reduced axis is sharded, else None.
-
-    Only explicit shardings are visible while tracing (``jax.typeof(x).sharding``);
-    for the others XLA gathers the row before the custom call (see ``_primitive``).
-    """
-    import jax
-
-    try:
-        sharding = jax.typeof(x).sharding
-    except Exception:  # noqa: BLE001 - an old JAX or an untyped value: no explicit sharding
-        return None
-    mesh, spec = getattr(sharding, "mesh", None), getattr(sharding, "spec", None)
-    if mesh is None or spec is None or getattr(mesh, "empty", True):
-        return None
-    spec = tuple(spec) + (None,) * (x.ndim - len(spec))
-    names = []
-    for entry in spec[x.ndim - n_reduced:]:
-        if entry is not None:
-            names.extend(entry if isinstance(entry, tuple) else (entry,))
-    return (mesh, spec, tuple(names)) if names else None
-
-
-def _merged_over_shards(op, n_reduced, x, mesh, spec, names):
-    """Rows sharded along a reduced axis: each shard's accumulator, merged, no gather.
-
-    Pass 1 (the ``softmaxlib_accumulate`` custom call) gives every shard's
-    [m, d, n_posinf, has_nan, n_valid] per row; they are merged across the mesh
-    axes that shard the row with the (m, d) monoid (pmax, then psum of
-    d e^(m - M)) and psums of the counts; pass 2 (``softmaxlib_finish``) writes
-    each shard's part of the result. Only the accumulators cross devices.
-    """
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
-    from jax.sharding import PartitionSpec
-
-    nb = x.ndim - n_reduced
-    acc_dtype = jnp.float64 if jnp.dtype(x.dtype) == jnp.float64 else jnp.float32
-    in_spec = PartitionSpec(*spec)
-    out_spec = PartitionSpec(*spec[:nb]) if op == "logsumexp" else in_spec
-
-    def local(xl):
-        acc_shape = jax.ShapeDtypeStruct(xl.shape[:nb] + (len(native.ACCUMULATOR_FIELDS),), acc_dtype)
-        acc = jax.ffi.ffi_call("softmaxlib_accumulate", acc_shape, vmap_method="broadcast_all")(
-            xl, n_reduced=np.int32(n_reduced))
-        m, d, n_posinf, has_nan, n_valid = (acc[..., i] for i in range(len(native.ACCUMULATOR_FIELDS)))
-        big_m = lax.pmax(m, names)
-        shift = jnp.where(jnp.isfinite(big_m), big_m, 0)
-        d = lax.psum(jnp.where(d > 0, d * jnp.exp(m - shift), 0), names)
-        n_posinf, has_nan, n_valid = lax.psum(n_posinf, names), lax.pmax(has_nan, names), lax.psum(n_valid, names)
-        if op == "logsumexp":
-            return native.logsumexp_of_accumulator(jnp, big_m, d, n_posinf, has_nan).astype(xl.dtype)
-        merged = jnp.stack([big_m, d, n_posinf, has_nan, n_valid], axis=-1)
-        out = jax.ShapeDtypeStruct(xl.shape, xl.dtype)
-        return jax.ffi.ffi_call("softmaxlib_finish", out, vmap_method="broadcast_all")(
-            xl, merged, op=np.int32(native.OPS[op]), n_reduced=np.int32(n_reduced))
-
-    shard_map = getattr(jax, "shard_map", None)
-    if shard_map is None:  # pragma: no cover - older JAX
-        from jax.experimental.shard_map import shard_map
-    return shard_map(local, mesh=mesh, in_specs=in_spec, out_specs=out_spec)(x)
