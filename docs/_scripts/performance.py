@@ -233,7 +233,7 @@ def _bars_table(report):
     rows = list(_bars(report))
     if not rows:
         return ""
-    lines = ["| bar | measured | required | ceiling | status |", "|---|---|---|---|---|"]
+    lines = ["| acceptance check | measured | required | ceiling | status |", "|---|---|---|---|---|"]
     for bar in rows:
         relation = ">=" if bar.get("at_least", True) else "<="
         ceiling = bar.get("ceiling")
@@ -289,7 +289,7 @@ def render(results_dir, out):
         figures = _plot_report(report, stem, out)
         bars = _bars_table(report)
         if bars:
-            parts.append("**Acceptance bars measured in this report**\n\n" + bars + "\n")
+            parts.append("**Acceptance checks measured in this report**\n\n" + bars + "\n")
         if not figures:
             parts.append("*This report holds no measurements over several sizes to plot.*\n")
         for title, name in figures:
