@@ -190,7 +190,8 @@ def test_a_wide_table_is_split_and_wrapped_within_the_width():
 
 def test_a_table_of_nothing_is_not_printed():
     # Dask measurements once had no bandwidth: the tables held only "-".
-    ms = [_m("softmaxlib", OURS, 1.0, backend="dask"), _m("dask by hand", PEER, 2.0, backend="dask")]
+    ms = [_m("softmaxlib", OURS, 1.0, backend="dask"),
+          _m("dask by hand", PEER, 2.0, backend="dask")]
     text = measurement_tables(SectionResult("dask", "Dask", "dask", measurements=ms))
     assert "median time per call" in text
     assert "bandwidth" not in text and "ours / " not in text
@@ -312,14 +313,12 @@ def test_plot_stands_alone():
     assert all("thread" in t for t in titles)
     assert "batched shapes" in titles[1] and "each shape" in titles[2]
     lines_ax, batched_ax, jax_ax = fig.axes
-    styles = {line.get_label(): line.get_linestyle() for line in lines_ax.get_legend_handles_labels()[0]}
     legend = batched_ax.get_legend()
     handles = {h.get_label(): h for h in legend.legend_handles}
     assert handles["auto"].get_linestyle() == "-" and handles["torch"].get_linestyle() == "--"
     assert "solid" in legend.get_title().get_text() and "dashed" in legend.get_title().get_text()
     drawn = [line for line in lines_ax.get_lines() if len(line.get_xdata()) == 3]
     assert {line.get_linestyle() for line in drawn} == {"-", "--", ":"}
-    del styles
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         assert any(len(line.get_xdata()) for line in ax.get_lines())  # no empty panel

@@ -5,7 +5,8 @@ Run at every docs build (from ``conf.py``).  The reports are written by
 the machine they ran on.  Only what is committed is published: in a git checkout the
 page reads each report as ``HEAD`` holds it, so a local run left in the folder (or an
 uncommitted edit of a report) never appears as if it were a committed one; outside a
-git checkout (an unpacked sdist) every ``*.json`` there is what was shipped.  They are read defensively: a measurement is any JSON object
+git checkout (an unpacked sdist) every ``*.json`` there is what was shipped.  They
+are read defensively: a measurement is any JSON object
 with an ``implementation``, a size (``size`` or ``shape``) and a speed (``gbs`` or
 ``median_s``), wherever it sits in the file; the machine is the top-level object named
 ``machine`` (or ``system`` / ``platform``).  A file that cannot be read or holds no

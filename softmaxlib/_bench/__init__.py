@@ -74,8 +74,9 @@ def default_path(extension, started, out_dir=DEFAULT_OUT_DIR):
 def _command_line():
     """The command as a user would type it again (no path of this machine's install)."""
     program = os.path.basename(sys.argv[0]) if sys.argv else ""
-    prefix = ["python", "-m", "softmaxlib"] if program in ("__main__.py", "-m", "-c", "") else [program]
-    return prefix + list(sys.argv[1:])
+    if program in ("__main__.py", "-m", "-c", ""):
+        program = "python -m softmaxlib"
+    return program.split() + list(sys.argv[1:])
 
 
 def _run_section(section, ctx):

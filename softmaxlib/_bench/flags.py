@@ -30,15 +30,16 @@ class Flag:
     advice: str
 
 
-def threads_text(threads):
+def threads_text(threads, backend=None):
+    """``2 threads``; ``None`` is the library's own default (XLA's, for JAX)."""
     if threads is None:
-        return "the library's default threads"
+        return "XLA's default threads" if backend == "jax" else "the library's default threads"
     return f"{threads} thread" + ("" if threads == 1 else "s")
 
 
 def _case(section, m, threads=True):
     where = f"{section.title}, {format_shape(m.shape)} {m.dtype}"
-    return where + (f", {threads_text(m.threads)}" if threads else "")
+    return where + (f", {threads_text(m.threads, section.backend)}" if threads else "")
 
 
 def auto_flags(sections):
@@ -86,9 +87,11 @@ def thread_flags(sections):
                     out.append(Flag(
                         "threads",
                         f"{_case(section, more, threads=False)}: {more.implementation} on "
-                        f"{threads_text(more.threads)} took {format_seconds(more.median_s)}, "
+                        f"{threads_text(more.threads, section.backend)} took "
+                        f"{format_seconds(more.median_s)}, "
                         f"{more.median_s / fewer.median_s:.2f}x its "
-                        f"{format_seconds(fewer.median_s)} on {threads_text(fewer.threads)}",
+                        f"{format_seconds(fewer.median_s)} on "
+                        f"{threads_text(fewer.threads, section.backend)}",
                         _thread_advice(section.backend, fewer.threads)))
     return out
 

@@ -58,7 +58,7 @@ def panel_rows(sections):
             sizes = {m.size for m in one_row}
             lines = one_row if len(sizes) >= MIN_LINE_SIZES else []
             points = [m for m in ms if m not in lines]
-            what = f"{section.title}\n{dtype}, {threads_text(threads)}"
+            what = f"{section.title}\n{dtype}, {threads_text(threads, section.backend)}"
             panels = []
             if lines:
                 panels.append(Panel("lines", f"{what}: one row of n elements", lines))

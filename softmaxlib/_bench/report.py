@@ -98,14 +98,15 @@ def _fmt(value, digits=3):
 
 
 def _shapes_text(shapes):
-    names = [format_shape(c.shape) for c in shapes]
-    if len(names) <= 4:
-        return ", ".join(names)
-    return f"{names[0]} .. {names[-1]} ({len(names)} shapes)"
+    """One-row shapes as a range when there are many; batched shapes each by name."""
+    rows = [format_shape(c.shape) for c in shapes if c.shape[0] == 1]
+    if len(rows) > 3:
+        rows = [f"{rows[0]} .. {rows[-1]} ({len(rows)} sizes)"]
+    return ", ".join(rows + [format_shape(c.shape) for c in shapes if c.shape[0] != 1])
 
 
-def _group_title(section, dtype, threads):
-    return f"{section} -- {dtype}, {threads_text(threads)}"
+def _group_title(section, dtype, threads, backend):
+    return f"{section} -- {dtype}, {threads_text(threads, backend)}"
 
 
 # ------------------------------------------------------------------ verdict
@@ -120,27 +121,28 @@ def render_verdict(report):
              "is our time over a memory copy of the same array: 1 is memory speed. Where a row "
              "holds several shapes, its times and ratios are geometric means. Size classes: "
              f"small, x fits the L1 data cache ({format_bytes(classes.l1d)}); in cache, x and "
-             f"its result fit the largest cache ({format_bytes(classes.last_level)}); out of "
-             "cache, larger.", "  "),
+             f"its result fit the L2 cache ({format_bytes(classes.l2)}); out of cache, "
+             "larger.", "  "),
     ]
     if not rows:
         parts.append("\n  (nothing measured in the sweep sections)")
         return "\n".join(parts)
     groups = {}
     for r in rows:
-        groups.setdefault((r.section, r.dtype, r.threads), []).append(r)
-    for (section, dtype, threads), group in groups.items():
-        parts.append("\n" + _group_title(section, dtype, threads))
+        groups.setdefault((r.section, r.dtype, r.threads, r.backend), []).append(r)
+    for (section, dtype, threads, backend), group in groups.items():
+        parts.append("\n" + _group_title(section, dtype, threads, backend))
         body = []
         for r in group:
             ratios = r.ratios
             body.append([
-                r.size_class.split(" (")[0], _shapes_text(r.shapes), format_seconds(r.ours_s),
-                format_seconds(r.peer_s), ", ".join(r.peer_names) or "-",
-                _fmt(geomean(ratios)) if ratios else "-", _fmt(r.vs_copy), r.outcome])
+                r.size_class.split(" (")[0], r.outcome,
+                _fmt(geomean(ratios)) if ratios else "-", format_seconds(r.ours_s),
+                format_seconds(r.peer_s), ", ".join(r.peer_names) or "-", _fmt(r.vs_copy),
+                _shapes_text(r.shapes)])
         parts.append(table(
-            ["size class", "shapes", "ours", "peer", "fastest peer", "peer/ours", "ours/copy",
-             "softmaxlib"], body, left=(0, 1, 4, 7), wrap_columns=(1, 4)))
+            ["size class", "softmaxlib", "peer/ours", "ours", "peer", "fastest peer",
+             "ours/copy", "shapes"], body, left=(0, 1, 5, 7), wrap_columns=(7, 5)))
     parts.append("\n" + render_peer_faster(report))
     return "\n".join(parts)
 
@@ -153,12 +155,17 @@ def render_peer_faster(report):
         return ("Where a peer is faster: nowhere in this run." if has_peers else
                 "Where a peer is faster: no peer was measured (--no-peers, or none installed).")
     lines = [f"Where a peer is faster ({len(places)} of the shapes above):"]
-    for c in places:
-        lines.append(wrap(
-            f"{_group_title(c.section, c.dtype, c.threads)}, {format_shape(c.shape)}: "
-            f"{c.peer.implementation} {format_seconds(c.peer.median_s)}, softmaxlib "
-            f"{format_seconds(c.ours.median_s)} ({c.ours.implementation}): "
-            f"{c.peer.implementation} is {1 / c.peer_over_ours:.2f}x faster", "  - ", "    "))
+    sections = list(dict.fromkeys(c.section for c in places))
+    places = sorted(places, key=lambda c: (sections.index(c.section), c.dtype,
+                                           c.threads is None, c.threads or 0, c.nbytes, c.shape))
+    for section in sections:
+        lines.append(f"  {section}")
+        for c in (c for c in places if c.section == section):
+            lines.append(wrap(
+                f"{c.dtype}, {threads_text(c.threads, c.backend)}, {format_shape(c.shape)}: "
+                f"{c.peer.implementation} {format_seconds(c.peer.median_s)}, softmaxlib "
+                f"{format_seconds(c.ours.median_s)} ({c.ours.implementation}): "
+                f"{c.peer.implementation} is {1 / c.peer_over_ours:.2f}x faster", "  - ", "    "))
     return "\n".join(lines)
 
 
@@ -213,7 +220,7 @@ def measurement_tables(section):
         yardstick = yardsticks[0] if yardsticks else "the copy"
         shapes = [format_shape(s) for s in by_shape]
         rows = list(by_shape.values())
-        out.append("\n" + _group_title(section.title, dtype, threads))
+        out.append("\n" + _group_title(section.title, dtype, threads, section.backend))
         own = sorted({(name, m.threads) for r in rows for name, m in r.items()
                       if m.group_threads is not None and m.threads != threads})
         if own:
@@ -221,7 +228,8 @@ def measurement_tables(section):
             for name, t in own:
                 by_threads.setdefault(t, []).append(name)
             out.append(wrap("on their own threads: " + "; ".join(
-                f"{', '.join(names)}: {threads_text(t)}" for t, names in by_threads.items()), "  "))
+                f"{', '.join(names)}: {threads_text(t, section.backend)}"
+                for t, names in by_threads.items()), "  "))
 
         def cells(columns, value):
             return [[shape] + [value(r[c]) if c in r else "" for c in columns]

@@ -4,7 +4,8 @@ For every shape of a section's sweep, softmaxlib's fastest algorithm is set agai
 the fastest installed peer (peer time / ours: above 1, softmaxlib is faster) and
 against the yardstick (ours / copy: 1 is memory speed). The shapes are then put in
 size classes of this machine (small: the input fits the L1 data cache; in cache:
-input and output fit the largest cache; out of cache: beyond), and each class of
+input and output fit one core's L2, where a copy runs at cache speed; out of cache:
+beyond), and each class of
 each backend, dtype and thread count gives one row per outcome. A class where
 softmaxlib is faster on some shapes and slower on others gives two rows, so a
 peer's lead is never averaged away, and ``peer_faster`` lists each such shape.
@@ -18,7 +19,7 @@ from softmaxlib._bench.results import OURS, PEER, YARDSTICK
 
 #: Cache sizes assumed when the machine does not say (a common x86 core).
 DEFAULT_L1D = 32 * 2**10
-DEFAULT_LAST_LEVEL = 32 * 2**20
+DEFAULT_L2 = 1 * 2**20
 
 
 def cache_bytes(text):
@@ -42,27 +43,26 @@ class SizeClasses:
     """The machine's size classes, by the bytes of the input ``x``."""
 
     l1d: int
-    last_level: int
+    #: One core's L2: beyond it (x and y together) a copy slows to the next level's speed.
+    l2: int
 
     @classmethod
     def of(cls, machine):
         caches = (machine or {}).get("caches") or {}
         l1d = cache_bytes(caches.get("L1d")) or DEFAULT_L1D
-        data = [cache_bytes(v) for k, v in caches.items() if not k.endswith("i")]
-        last_level = max((b for b in data if b), default=DEFAULT_LAST_LEVEL)
-        return cls(l1d, last_level)
+        return cls(l1d, cache_bytes(caches.get("L2")) or max(DEFAULT_L2, 2 * l1d))
 
     def labels(self):
         return (f"small (x <= {format_bytes(self.l1d)})",
-                f"in cache (x <= {format_bytes(self.last_level // 2)})",
-                f"out of cache (x > {format_bytes(self.last_level // 2)})")
+                f"in cache (x <= {format_bytes(self.l2 // 2)})",
+                f"out of cache (x > {format_bytes(self.l2 // 2)})")
 
     def of_bytes(self, nbytes):
         """The label of an input of ``nbytes`` bytes."""
         small, in_cache, out_of_cache = self.labels()
         if nbytes <= self.l1d:
             return small
-        return in_cache if 2 * nbytes <= self.last_level else out_of_cache
+        return in_cache if 2 * nbytes <= self.l2 else out_of_cache
 
 
 @dataclasses.dataclass

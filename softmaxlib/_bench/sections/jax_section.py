@@ -2,8 +2,8 @@
 
 A jitted ``x + 1`` (a fresh output of the same size) is the yardstick: one read
 and one write, what XLA does at memory speed. XLA's CPU threads are fixed when JAX
-starts, so the single-threaded run happens in a subprocess started with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1`` and pinned to one core (threads = 1); the default
+starts, so the single-threaded run happens in a subprocess started with
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` and pinned to one core (threads = 1); the default
 run is in this process (threads = None: XLA's default, which our custom call
 shares through the FFI's intra-op thread pool).
 """
