@@ -98,7 +98,7 @@ def thread_flags(sections):
 
 def _thread_advice(backend, threads):
     if backend == "jax":
-        return ("XLA's thread pool is the one JAX starts with; for arrays this small, "
+        return ("XLA's thread pool is the one JAX starts with; for arrays like this one, "
                 "XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1' "
                 "runs them on one; a loaded machine (see load avg) can cause this too: rerun "
                 "to confirm")

@@ -13,6 +13,7 @@ says what it shows and on how many threads. A panel is drawn only with data in i
 import dataclasses
 import importlib.util
 import math
+import re
 
 from softmaxlib._bench.flags import threads_text
 from softmaxlib._bench.options import format_shape
@@ -107,6 +108,7 @@ def figure(report):
                 kinds[name] = mine[0].kind
                 _draw(ax, panel, mine, STYLE[mine[0].kind], colors[name])
             _axes_style(ax, panel, ticker)
+            _enough_y_ticks(ax, ticker)
         handles = [Line2D([], [], color=colors[name], linestyle=STYLE[kind]["linestyle"],
                           linewidth=STYLE[kind]["linewidth"], marker=STYLE[kind]["marker"],
                           markerfacecolor=colors[name] if STYLE[kind]["fill"] else "white",
@@ -159,9 +161,23 @@ def _axes_style(ax, panel, ticker):
     else:
         shapes = _shape_order(panel)
         ax.set_xticks(range(len(shapes)))
-        ax.set_xticklabels([format_shape(s) for s in shapes], rotation=20 if len(shapes) > 3 else 0)
+        ax.set_xticklabels([_math_powers(format_shape(s)) for s in shapes],
+                           rotation=20 if len(shapes) > 3 else 0)
         ax.set_xlim(-0.5, len(shapes) - 0.5)
         ax.set_xlabel("shape (rows x columns), softmax over each row")
+
+
+def _math_powers(text):
+    """"1x2^20" -> "1x$2^{20}$", as the line panels' ticks write powers of two."""
+    return re.sub(r"2\^(\d+)", r"$2^{\1}$", text)
+
+
+def _enough_y_ticks(ax, ticker):
+    """Within less than a decade 1-2-5 gives too few labels: label every digit."""
+    low, high = ax.get_ylim()
+    shown = [t for t in ax.get_yticks() if low <= t <= high]
+    if len(shown) < 3:
+        ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=tuple(range(1, 10))))
 
 
 def write_plot(report, path):

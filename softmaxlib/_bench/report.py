@@ -178,7 +178,8 @@ def render_flags(report):
         return wrap(f"FLAGS: none. auto is within {AUTO_TOLERANCE:.2f}x of the best explicit "
                     "algorithm on every shape, no thread count made a call slower, and every "
                     "section ran.")
-    lines = [f"FLAGS: {len(flags)} thing{'s' if len(flags) != 1 else ''} that look wrong"]
+    things = "1 thing that looks" if len(flags) == 1 else f"{len(flags)} things that look"
+    lines = [f"FLAGS: {things} wrong"]
     for f in flags:
         lines.append(wrap(f"[{f.kind}] {f.text}", "  ! ", "      "))
         lines.append(wrap(f"what to do: {f.advice}", "    ", "      "))

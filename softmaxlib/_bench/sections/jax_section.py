@@ -70,9 +70,9 @@ def _single_threaded(ctx, shapes, dtypes, peers):
     command = [sys.executable, "-c", code, spec]
     what = "JAX single-threaded run (a subprocess; its table and plot panel are missing)"
     advice = ("run the subprocess alone to see its whole output: "
-              + shlex.join([f"XLA_FLAGS={SINGLE_THREAD_XLA_FLAGS}", "JAX_PLATFORMS=cpu", "python",
-                            *command[1:]])
-              + "; the multi-threaded JAX results above are unaffected")
+              + shlex.join(["env", f"XLA_FLAGS={SINGLE_THREAD_XLA_FLAGS}", "JAX_PLATFORMS=cpu",
+                            "python", *command[1:]])
+              + "; the results on XLA's default threads are unaffected")
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired as exc:
