@@ -161,10 +161,12 @@ def render_peer_faster(report):
     for section in sections:
         lines.append(f"  {section}")
         for c in (c for c in places if c.section == section):
+            ours = c.ours.implementation
+            ours = ours if ours.startswith("softmaxlib") else f"softmaxlib ({ours})"
             lines.append(wrap(
                 f"{c.dtype}, {threads_text(c.threads, c.backend)}, {format_shape(c.shape)}: "
-                f"{c.peer.implementation} {format_seconds(c.peer.median_s)}, softmaxlib "
-                f"{format_seconds(c.ours.median_s)} ({c.ours.implementation}): "
+                f"{c.peer.implementation} {format_seconds(c.peer.median_s)}, "
+                f"{ours} {format_seconds(c.ours.median_s)}: "
                 f"{c.peer.implementation} is {1 / c.peer_over_ours:.2f}x faster", "  - ", "    "))
     return "\n".join(lines)
 
