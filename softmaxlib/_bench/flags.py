@@ -31,9 +31,10 @@ class Flag:
 
 
 def threads_text(threads, backend=None):
-    """``2 threads``; ``None`` is the library's own default (XLA's, for JAX)."""
+    """``2 threads``; ``None`` is the library's own default (XLA's, for JAX; a GPU's)."""
     if threads is None:
-        return "XLA's default threads" if backend == "jax" else "the library's default threads"
+        return {"jax": "XLA's default threads", "cupy": "the GPU"}.get(
+            backend, "the library's default threads")
     return f"{threads} thread" + ("" if threads == 1 else "s")
 
 
