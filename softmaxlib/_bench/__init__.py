@@ -89,7 +89,7 @@ def _run_section(section, ctx):
         result = SectionResult(name=section.name, title=section.title, backend=section.backend)
         where = traceback.extract_tb(exc.__traceback__)[-1]
         result.failures.append(Failure(
-            what=f"the {section.title!r} section stopped; it has no results",
+            what="the section stopped; it has no results",
             error=f"{type(exc).__name__}: {exc}".strip()
                   + f" (at {os.path.basename(where.filename)}:{where.lineno})",
             advice=f"the whole traceback is on stderr above; run this section alone with "
