@@ -70,11 +70,14 @@ def build_parser():
                        help="most timed samples per case (at least 3 are taken)")
     bench.add_argument("--budget", type=float, metavar="SECONDS",
                        help="seconds of timed samples per case (default 0.3, --quick 0.05)")
-    bench.add_argument("--json", metavar="PATH",
-                       help="where to write the JSON results (default benchmarks/results/"
-                            "bench-HOST-TIME.json; '' to skip)")
-    bench.add_argument("--plot", metavar="PATH",
-                       help="where to write the PNG plot (default next to the JSON; '' to skip)")
+    bench.add_argument("--out", metavar="DIR", default=None,
+                       help="folder for the JSON results and the PNG plot (default "
+                            "./softmaxlib-bench/; created if missing)")
+    bench.add_argument("--json", metavar="FILE",
+                       help="write the JSON results to FILE instead of --out's folder "
+                            "('' to skip)")
+    bench.add_argument("--plot", metavar="FILE",
+                       help="write the PNG plot to FILE instead of --out's folder ('' to skip)")
     bench.add_argument("--no-peers", action="store_true",
                        help="time softmaxlib and x.copy() only")
     bench.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -97,34 +100,43 @@ def options_from(args):
     return options
 
 
+def output_paths(args, started):
+    """(json_path, plot_path): an explicit --json/--plot wins, else a file in --out's
+    folder; None where the user asked for none ('')."""
+    from softmaxlib._bench import DEFAULT_OUT_DIR, default_path
+
+    out_dir = args.out if args.out is not None else DEFAULT_OUT_DIR
+    json_path = default_path("json", started, out_dir) if args.json is None else args.json
+    plot_path = default_path("png", started, out_dir) if args.plot is None else args.plot
+    return json_path or None, plot_path or None
+
+
 def bench(args):
     import os
 
-    from softmaxlib._bench import default_path, run_benchmark, write_json
+    from softmaxlib._bench import run_benchmark, write_json
     from softmaxlib._bench.plot import matplotlib_available, write_plot
     from softmaxlib._bench.report import render
 
     options = options_from(args)
     report = run_benchmark(options, progress_stream=None if args.quiet else sys.stderr)
-    json_path = default_path("json", report.started) if args.json is None else args.json
-    if args.plot is not None:
-        plot_path = args.plot
-    elif json_path:
-        plot_path = os.path.splitext(json_path)[0] + ".png"
-    else:
-        plot_path = default_path("png", report.started)
-    options.json_path, options.plot_path = json_path or None, plot_path or None
+    options.json_path, options.plot_path = output_paths(args, report.started)
     print(render(report))
-    if json_path:
-        write_json(report, json_path)
-        print(f"JSON written to {json_path}")
-    if plot_path:
+    written = []
+    if options.json_path:
+        write_json(report, options.json_path)
+        written.append(("JSON results", options.json_path))
+    if options.plot_path:
         if not matplotlib_available():
-            print("matplotlib not installed: no plot")
-        elif write_plot(report.sections, plot_path, report.machine.get("cpu_model") or ""):
-            print(f"plot written to {plot_path}")
+            print("\nno plot: matplotlib is not installed (pip install matplotlib)")
+        elif write_plot(report, options.plot_path):
+            written.append(("PNG plot", options.plot_path))
         else:
-            print("nothing to plot (fewer than two sizes)")
+            print("\nno plot: no section measured anything to draw")
+    if written:
+        print("\nfiles written:")
+        for what, path in written:
+            print(f"  {what + ':':14s}{os.path.abspath(path)}")
     return 0
 
 

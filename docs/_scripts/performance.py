@@ -1,8 +1,12 @@
-"""Performance plots, drawn from the benchmark reports in ``benchmarks/results/*.json``.
+"""Performance plots, drawn from the benchmark reports committed in ``benchmarks/results/``.
 
 Run at every docs build (from ``conf.py``).  The reports are written by
 ``python -m softmaxlib bench --json benchmarks/results/NAME.json`` and committed with
-the machine they ran on.  They are read defensively: a measurement is any JSON object
+the machine they ran on.  Only what is committed is published: in a git checkout the
+page reads each report as ``HEAD`` holds it, so a local run left in the folder (or an
+uncommitted edit of a report) never appears as if it were a committed one; outside a
+git checkout (an unpacked sdist) every ``*.json`` there is what was shipped.  They
+are read defensively: a measurement is any JSON object
 with an ``implementation``, a size (``size`` or ``shape``) and a speed (``gbs`` or
 ``median_s``), wherever it sits in the file; the machine is the top-level object named
 ``machine`` (or ``system`` / ``platform``).  A file that cannot be read or holds no
@@ -16,6 +20,7 @@ import json
 import math
 import pathlib
 import re
+import subprocess
 
 MAX_FIGURES_PER_REPORT = 12
 MACHINE_KEYS = ("machine", "system", "platform")
@@ -41,6 +46,55 @@ def _measurements(node, context=None):
     elif isinstance(node, list):
         for item in node:
             yield from _measurements(item, context)
+
+
+def committed_reports(results_dir):
+    """[(name, text)] of the JSON reports in ``results_dir`` as git's ``HEAD`` holds them.
+
+    Returns None when ``results_dir`` is not inside a git checkout (then the files on
+    disk are the shipped ones).
+    """
+    def git(*args):
+        return subprocess.run(["git", "-C", str(results_dir), *args], capture_output=True,
+                              text=True, check=True).stdout
+
+    try:
+        git("rev-parse", "--is-inside-work-tree")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    try:
+        names = git("ls-tree", "--name-only", "HEAD", "--", ".").splitlines()
+        prefix = git("rev-parse", "--show-prefix").strip()
+    except subprocess.CalledProcessError:
+        return []  # a repository without a commit yet: nothing is committed
+    reports = []
+    for name in sorted(n for n in names if n.endswith(".json") and "/" not in n):
+        reports.append((name, git("show", f"HEAD:{prefix}{name}")))
+    return reports
+
+
+def _reports(results_dir):
+    """[(name, text or OSError)] of the reports to publish (see ``committed_reports``)."""
+    committed = committed_reports(results_dir)
+    if committed is not None:
+        return committed
+    out = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            out.append((path.name, path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            out.append((path.name, exc))
+    return out
+
+
+def _command_text(command):
+    """The recorded command without this machine's paths: ``python -m softmaxlib bench ...``."""
+    if isinstance(command, list):
+        words = [str(w) for w in command]
+        if words and words[0].endswith("__main__.py"):
+            words = ["python", "-m", "softmaxlib", *words[1:]]
+        return " ".join(words)
+    return command
 
 
 def _size(m):
@@ -102,7 +156,8 @@ def _slug(text):
 
 
 def _plot_report(report, stem, out):
-    """Figures of one report: one per (backend, dtype, threads), speed against size."""
+    """Figures of one report: one per (backend, dtype, threads), speed against the length
+    of one row (batched shapes are in the report's own plot, not on these lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,6 +167,9 @@ def _plot_report(report, stem, out):
     for m in _measurements(report):
         if m.get("skipped"):
             continue
+        shape = m.get("shape")
+        if isinstance(shape, list) and len(shape) > 1 and shape[0] != 1:
+            continue  # a batched shape: its size would zigzag the one-row line
         size = _size(m)
         speed, label = _speed(m)
         if size is None or speed is None:
@@ -136,13 +194,17 @@ def _plot_report(report, stem, out):
             style = {"linestyle": "--"} if kind == "peer" else {"linestyle": ":", "color": "gray"} if kind == "yardstick" else {"linewidth": 2}
             ax.plot(sizes, [points[s] for s in sizes], marker="o", markersize=3, label=impl, **style)
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("elements per call")
+        ax.set_xlabel("n, elements in the row (1 x n)")
         ax.set_ylabel(label)
-        thread_text = "" if threads is None else f", {threads} thread" + ("s" if threads != 1 else "")
-        title = f"{section or backend}: {dtype}{thread_text}"
+        thread_text = (", the library's default threads" if threads is None
+                       else f", {threads} thread" + ("s" if threads != 1 else ""))
+        machine = _machine(report) or {}
+        cpu = machine.get("cpu_model") or machine.get("cpu")
+        title = f"{section or backend}: {dtype}{thread_text}" + (f"\non {cpu}" if cpu else "")
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, ncols=2)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  title="solid: softmaxlib\ndashed: peers\ndotted: yardstick", title_fontsize=7)
         name = f"perf_{_slug(stem)}_{len(figures)}_{_slug(backend)}_{_slug(dtype)}_{_slug(threads)}.png"
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
@@ -172,7 +234,7 @@ def _bars_table(report):
     rows = list(_bars(report))
     if not rows:
         return ""
-    lines = ["| bar | measured | required | ceiling | status |", "|---|---|---|---|---|"]
+    lines = ["| acceptance check | measured | required | ceiling | status |", "|---|---|---|---|---|"]
     for bar in rows:
         relation = ">=" if bar.get("at_least", True) else "<="
         ceiling = bar.get("ceiling")
@@ -187,19 +249,22 @@ def _bars_table(report):
 def render(results_dir, out):
     """The MyST text of the performance page's generated part; writes the figures."""
     results_dir = pathlib.Path(results_dir)
-    files = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
-    if not files:
+    reports = _reports(results_dir) if results_dir.is_dir() else []
+    if not reports:
         return (
             "```{note}\nNo benchmark report was found in `benchmarks/results/` when these "
             "docs were built, so there are no performance plots in this build. Run "
-            "`python -m softmaxlib bench --json benchmarks/results/<machine>.json` and "
-            "rebuild the docs.\n```\n"
+            "`python -m softmaxlib bench --json benchmarks/results/<machine>.json`, commit the "
+            "report and rebuild the docs.\n```\n"
         )
     parts = []
-    for path in files:
-        parts.append(f"## Report `{path.name}`\n")
+    for name, text in reports:
+        stem = name.removesuffix(".json")
+        parts.append(f"## Report `{name}`\n")
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(text, OSError):
+                raise text
+            report = json.loads(text)
         except (OSError, ValueError) as exc:
             parts.append(f"```{{warning}}\nThis report could not be read: {_cell(exc)}\n```\n")
             continue
@@ -209,8 +274,8 @@ def render(results_dir, out):
                 value = report.get(key)
                 if isinstance(value, float):
                     value = f"{value:.1f}"
-                elif isinstance(value, list):
-                    value = " ".join(str(v) for v in value)
+                elif key == "command":
+                    value = _command_text(value)
                 if isinstance(value, (str, int)) and value != "":
                     facts.append(f"{key}: `{_cell(value)}`")
             if facts:
@@ -222,10 +287,10 @@ def render(results_dir, out):
             parts.append("**Machine**\n\n" + _machine_table(machine) + "\n")
         else:
             parts.append("*This report does not say which machine it ran on.*\n")
-        figures = _plot_report(report, path.stem, out)
+        figures = _plot_report(report, stem, out)
         bars = _bars_table(report)
         if bars:
-            parts.append("**Acceptance bars measured in this report**\n\n" + bars + "\n")
+            parts.append("**Acceptance checks measured in this report**\n\n" + bars + "\n")
         if not figures:
             parts.append("*This report holds no measurements over several sizes to plot.*\n")
         for title, name in figures:

@@ -78,6 +78,7 @@ class BenchContext:
             m.skipped = str(exc)
             return
         m.skipped = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        m.failed = True
         if self.harness.progress_stream is not None:
             traceback.print_exception(exc, limit=2, file=self.harness.progress_stream)
 

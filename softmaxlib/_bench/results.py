@@ -9,7 +9,7 @@ import dataclasses
 import statistics
 
 #: Version of the JSON layout written by ``--json``; bump it on incompatible changes.
-SCHEMA = "softmaxlib-bench/1"
+SCHEMA = "softmaxlib-bench/2"
 
 #: How "effective bandwidth" is counted, stated in the table and in the JSON.
 TRAFFIC_MODEL = (
@@ -82,6 +82,8 @@ class Measurement:
     peer_over_ours: float | None = None
     #: Why it was not measured (peer missing, dtype unsupported, error text).
     skipped: str | None = None
+    #: True when ``skipped`` is an error (an exception), not a peer that cannot run here.
+    failed: bool = False
     #: Thread count of the comparison group (our threads) when it differs from ``threads``.
     group_threads: int | None = None
 
@@ -106,7 +108,10 @@ class Measurement:
 
 @dataclasses.dataclass
 class Bar:
-    """One acceptance bar of an issue: a measured ratio against the required one.
+    """One acceptance check: a measured ratio against the required one.
+
+    ``description`` names what is measured ("64x32000, 1 thread: torch.softmax time
+    / ours"), so that the check reads on its own.
 
     ``measured`` is oriented so that bigger is better when ``at_least`` is True
     (a speed-up) and smaller is better when it is False (a time ratio bound).
@@ -119,7 +124,6 @@ class Bar:
     ``FAIL (out of reach)``.
     """
 
-    issue: str
     description: str
     measured: float | None
     required: float
@@ -167,6 +171,8 @@ class SectionResult:
     #: Print time/bandwidth/ratio tables of the measurements (False when the bars
     #: already show every timing).
     show_tables: bool = True
+    #: What went wrong while it ran: ``Failure``s, each with its error and advice.
+    failures: list = dataclasses.field(default_factory=list)
 
     def to_dict(self):
         return {
@@ -177,7 +183,17 @@ class SectionResult:
             "notes": list(self.notes),
             "measurements": [m.to_dict() for m in self.measurements],
             "bars": [b.to_dict() for b in self.bars],
+            "failures": [dataclasses.asdict(f) for f in self.failures],
         }
+
+
+@dataclasses.dataclass
+class Failure:
+    """A part of a section that did not run: what, the real error, what to do about it."""
+
+    what: str
+    error: str
+    advice: str
 
 
 def reference_of(group, preferred="auto"):

@@ -25,8 +25,8 @@ class Section:
 
 SECTIONS = [
     Section("numpy", "numpy", "NumPy: softmax over the last axis", numpy_sweep.run),
-    Section("bars", "numpy", "Acceptance bars (issue 3, NumPy native kernels)", bars.run),
-    Section("family", "numpy", "Softmax family (issue 8): fused top-k, temperature",
+    Section("bars", "numpy", "Acceptance checks: NumPy native kernels", bars.run),
+    Section("family", "numpy", "Acceptance checks: softmax family (fused top-k, temperature)",
             family_section.run),
     Section("jax", "jax", "JAX: jitted softmaxlib.softmax vs jitted jax.nn.softmax",
             jax_section.run),

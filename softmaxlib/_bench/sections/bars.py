@@ -1,8 +1,8 @@
-"""The acceptance bars of issue 3 (NumPy native kernels), measured side by side.
+"""Acceptance checks of the NumPy native kernels, measured side by side.
 
-Each bar is a ratio of two medians taken in this run, float32, single thread
-unless said, printed next to the ratio the issue requires; the contenders of a
-bar are timed side by side, in interleaved rounds. Peer bars read N/A
+Each check is a ratio of two medians taken in this run, float32, single thread
+unless said, printed next to the ratio it requires; the contenders of a check
+are timed side by side, in interleaved rounds. Peer bars read N/A
 with ``--no-peers`` or when the peer is not installed. Each speed-up over a peer
 also has its ceiling, the peer's time over ``x.copy()``'s (see ``Bar``).
 """
@@ -16,15 +16,13 @@ from softmaxlib._bench.machine import usable_cpus
 from softmaxlib._bench.peers import COPY, scipy_softmax, torch_softmax
 from softmaxlib._bench.results import OURS, PEER, YARDSTICK, Bar, SectionResult, ratio_of
 
-ISSUE = "#3"
-
 
 def _ours(x, algorithm="auto"):
     return functools.partial(softmaxlib.softmax, x, algorithm=algorithm)
 
 
 def run(ctx):
-    result = SectionResult(name="bars", title="Acceptance bars (issue 3)", backend="numpy",
+    result = SectionResult(name="bars", title="Acceptance checks: NumPy native kernels", backend="numpy",
                            show_tables=False)
     peers = ctx.options.peers
 
@@ -34,7 +32,7 @@ def run(ctx):
     def bar(description, numerator, denominator, required, at_least=True, note=None,
             yardstick=None):
         result.bars.append(Bar(
-            issue=ISSUE, description=description,
+            description=description,
             measured=ratio_of(numerator, denominator),
             required=required, at_least=at_least,
             timings={m.implementation + f" ({m.threads}t)": m.median_s
@@ -75,7 +73,7 @@ def run(ctx):
         (two_threads,) = timed_together(ours(x), threads=2)
         bar("4096x1024: 1-thread time / 2-thread time", one, two_threads, 1.7)
     else:
-        result.bars.append(Bar(ISSUE, "4096x1024: 1-thread time / 2-thread time", None, 1.7,
+        result.bars.append(Bar("4096x1024: 1-thread time / 2-thread time", None, 1.7,
                                note="fewer than 2 usable CPUs"))
     del x
 
@@ -85,7 +83,7 @@ def run(ctx):
     bar("1x8 per-call overhead: ours time / scipy.special.softmax", tiny, scipy_tiny, 0.5,
         at_least=False)
     if not peers:
-        result.notes.append("--no-peers: the bars against peers read N/A")
+        result.notes.append("--no-peers: the checks against peers read N/A")
     return result
 
 

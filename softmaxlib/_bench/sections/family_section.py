@@ -1,4 +1,4 @@
-"""The softmax family (issue 8): fused softmax + top-k, and the cost of a temperature.
+"""The softmax family: fused softmax + top-k, and the cost of a temperature.
 
 Fused top-k: ``softmaxlib.softmax_topk`` on a language model's vocabulary
 (8 x 128256 logits, k = 50), one thread, against what a user writes without it:
@@ -19,7 +19,6 @@ from softmaxlib._bench.context import Contender
 from softmaxlib._bench.peers import _require, read_once, to_torch
 from softmaxlib._bench.results import OURS, PEER, YARDSTICK, Bar, SectionResult, ratio_of
 
-ISSUE = "#8"
 VOCABULARY = (8, 128256)
 K = 50
 TEMPERATURE = 0.7
@@ -45,7 +44,7 @@ def scipy_softmax_argpartition(x, k):
 
 
 def run(ctx):
-    result = SectionResult(name="family", title="Softmax family (issue 8): fused top-k, temperature",
+    result = SectionResult(name="family", title="Acceptance checks: softmax family (fused top-k, temperature)",
                            backend="numpy", show_tables=False)
     peers = ctx.options.peers
 
@@ -58,7 +57,7 @@ def run(ctx):
         if None in pair:
             reasons.append("peer not measured (--no-peers)")
         result.bars.append(Bar(
-            issue=ISSUE, description=description,
+            description=description,
             measured=None if reasons else ratio_of(numerator, denominator),
             required=required, at_least=at_least,
             timings={m.implementation: m.median_s for m in (*pair, yardstick) if m is not None},
@@ -94,5 +93,5 @@ def run(ctx):
     bar(f"64x32000, 1 thread: softmax with temperature={TEMPERATURE} time / without",
         scaled, plain, 1.05, at_least=False)
     if not peers:
-        result.notes.append("--no-peers: the bars against peers read N/A")
+        result.notes.append("--no-peers: the checks against peers read N/A")
     return result

@@ -1,9 +1,9 @@
 """JAX section: jitted ``softmaxlib.softmax`` (the XLA FFI custom call) vs jitted ``jax.nn.softmax``.
 
-A jitted ``x + 1`` (a fresh output of the same size) is the yardstick, as in issue
-4's bar. XLA's CPU threads are fixed when JAX starts, so the single-threaded run
-happens in a subprocess started with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1`` and pinned to one core (threads = 1); the default
+A jitted ``x + 1`` (a fresh output of the same size) is the yardstick: one read
+and one write, what XLA does at memory speed. XLA's CPU threads are fixed when JAX
+starts, so the single-threaded run happens in a subprocess started with
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` and pinned to one core (threads = 1); the default
 run is in this process (threads = None: XLA's default, which our custom call
 shares through the FFI's intra-op thread pool).
 """
@@ -13,6 +13,9 @@ import functools
 import importlib.util
 import json
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
 
@@ -21,7 +24,9 @@ from softmaxlib._backends import backend_for
 from softmaxlib._bench.arrays import make_logits
 from softmaxlib._bench.harness import Harness
 from softmaxlib._bench.peers import jax_softmax, to_jax
-from softmaxlib._bench.results import OURS, PEER, YARDSTICK, Measurement, SectionResult, add_ratios
+from softmaxlib._bench.results import (
+    OURS, PEER, YARDSTICK, Failure, Measurement, SectionResult, add_ratios,
+)
 
 QUICK_SHAPES = ((256, 128), (64, 32000), (1, 2**20))
 FULL_SHAPES = QUICK_SHAPES + ((1, 2**24),)
@@ -53,18 +58,57 @@ def _measure_all(ctx, shapes, dtypes, peers, threads):
 
 
 def _single_threaded(ctx, shapes, dtypes, peers):
-    """The same cases in a subprocess with XLA's intra-op threads off, on one core."""
+    """The same cases in a subprocess with XLA's intra-op threads off, on one core.
+
+    Returns (measurements, None), or ([], Failure) when the subprocess failed.
+    """
     env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD_XLA_FLAGS, "JAX_PLATFORMS": "cpu"}
     spec = json.dumps({"shapes": [list(s) for s in shapes], "dtypes": list(dtypes), "peers": peers,
                        "budget_s": ctx.harness.budget_s})
-    code = "import sys; from softmaxlib._bench.sections import jax_section; jax_section._worker(sys.argv[1])"
-    proc = subprocess.run([sys.executable, "-c", code, spec], env=env, capture_output=True, text=True,
-                          timeout=1800)
+    code = ("import sys; from softmaxlib._bench.sections import jax_section; "
+            "jax_section._worker(sys.argv[1])")
+    command = [sys.executable, "-c", code, spec]
+    what = "JAX single-threaded run (a subprocess; its table and plot panel are missing)"
+    advice = ("run the subprocess alone to see its whole output: "
+              + shlex.join(["env", f"XLA_FLAGS={SINGLE_THREAD_XLA_FLAGS}", "JAX_PLATFORMS=cpu",
+                            "python", *command[1:]])
+              + "; the results on XLA's default threads are unaffected")
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired as exc:
+        return [], Failure(what, f"no result after {exc.timeout:.0f} s", advice)
     if proc.returncode != 0:
-        msg = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        return [], f"single-threaded run failed: {msg}"
+        return [], Failure(what, subprocess_error(proc.stderr, proc.returncode), advice)
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
     return [Measurement(**{**r, "shape": tuple(r["shape"])}) for r in rows], None
+
+
+#: Lines of a native stack dump (absl, glibc backtrace, faulthandler frames): never the error.
+_STACK_FRAME = re.compile(r"^\s*(@\s+0x|#\d+\s+0x|\*\*\* .*stack trace|File \"|\^+$)")
+#: Lines that state an error: a Python exception, an absl fatal log (F1202 ...), a signal.
+_ERROR_LINE = re.compile(r"(Error|Exception|error:|Check failed|^F\d{4} |Fatal|Aborted|"
+                         r"Segmentation fault|terminate called)")
+
+
+def subprocess_error(stderr, returncode, tail=5):
+    """What a failed subprocess said: how it ended, the last line that states an
+    error, and the last ``tail`` lines of its stderr that are not stack frames."""
+    if returncode < 0:
+        try:
+            ended = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            ended = f"killed by signal {-returncode}"
+    else:
+        ended = f"exit status {returncode}"
+    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
+    useful = [line for line in lines if not _STACK_FRAME.search(line)]
+    errors = [line for line in useful if _ERROR_LINE.search(line)]
+    last = useful[-tail:]
+    if errors and errors[-1] not in last:
+        last = [errors[-1], "...", *last]
+    if not last:
+        return f"{ended}, nothing on stderr"
+    return f"{ended}; the end of its stderr:\n" + "\n".join(last)
 
 
 def _worker(spec):
@@ -102,7 +146,7 @@ def run(ctx):
     shapes = QUICK_SHAPES if ctx.options.quick else FULL_SHAPES
     single, problem = _single_threaded(ctx, shapes, ctx.options.dtypes, ctx.options.peers)
     if problem:
-        result.notes.append(problem)
+        result.failures.append(problem)
     result.measurements.extend(single)
     result.measurements.extend(_measure_all(ctx, shapes, ctx.options.dtypes, ctx.options.peers, threads=None))
     add_ratios(result.measurements, preferred="softmaxlib (jit)")
