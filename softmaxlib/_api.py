@@ -22,9 +22,9 @@ _COMMON_PARAMETERS = """x : array_like
         array-api-strict, ...), or anything NumPy can turn into an array.
         Integer and boolean inputs are promoted to the namespace's default real
         floating dtype; float16 and bfloat16 are computed in float32 and rounded once.
-        A NumPy masked array's mask acts as ``where`` (combined with any ``where``
-        given) and the result is a masked array with the input's mask (logsumexp's
-        is masked where the whole row is).  A Dask array must know its chunk sizes
+        A NumPy masked array's mask (also a Dask array's of masked chunks) acts as
+        ``where`` (combined with any ``where`` given) and the result is a masked array
+        with the input's mask (logsumexp's is masked where the whole row is).  A Dask array must know its chunk sizes
         (call ``compute_chunk_sizes()`` after boolean indexing).
     axis : int, tuple of int or None, optional
         The axis or axes to normalise over; None means all axes, ``()`` none (each
@@ -276,8 +276,8 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
     if not shape:
         values, indices = xp.reshape(values, ()), xp.reshape(indices, ())
     if mask is not None:  # both masked where the entry picked is masked in x
-        picked = mask if not shape else np.take_along_axis(mask, indices, axis=axis)
-        values, indices = np.ma.MaskedArray(values, mask=picked), np.ma.MaskedArray(indices, mask=picked)
+        picked = mask.data if not shape else mask.take_along_axis(mask.data, indices, axis)
+        values, indices = mask.masked(values, picked), mask.masked(indices, picked)
     return values, indices
 
 
@@ -386,21 +386,60 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     if op == "logsumexp" and keepdims and shape:
         result = xp.reshape(result, tuple(1 if a in axes else s for a, s in enumerate(shape)))
     if mask is not None:
+        row_mask = mask.data
         if op == "logsumexp":  # masked where the whole row is
-            mask = np.all(mask, axis=_normalize_axes(axis, mask.ndim), keepdims=keepdims)
-        result = np.ma.MaskedArray(result, mask=mask)
+            row_mask = mask.all(row_mask, axis=_normalize_axes(axis, row_mask.ndim), keepdims=keepdims)
+        result = mask.masked(result, row_mask)
     return result
 
 
+class _InputMask:
+    """The mask of a masked input (a NumPy masked array, or a Dask array of them) and
+    how to put it on a result of the same library."""
+
+    def __init__(self, data, dask):
+        self.data = data
+        self.dask = dask
+
+    def masked(self, result, mask):
+        if self.dask:
+            import dask.array as da
+
+            return da.ma.masked_array(result, mask=mask)
+        return np.ma.MaskedArray(result, mask=mask)
+
+    def all(self, mask, axis, keepdims):
+        if self.dask:
+            import dask.array as da
+
+            return da.all(mask, axis=axis, keepdims=keepdims)
+        return np.all(mask, axis=axis, keepdims=keepdims)
+
+    def take_along_axis(self, mask, indices, axis):
+        if not self.dask:
+            return np.take_along_axis(mask, indices, axis=axis)
+        import dask.array as da  # no take_along_axis: the ranked axis as one chunk
+
+        indices = indices.rechunk({axis: -1})
+        mask = mask.rechunk(tuple(-1 if a == axis else c for a, c in enumerate(indices.chunks)))
+        return da.map_blocks(np.take_along_axis, mask, indices, axis=axis, dtype=bool, chunks=indices.chunks)
+
+
 def _unmask(x, where):
-    """``(x, mask, where)``: a NumPy masked array's data, its mask, and ``where`` with
+    """``(x, mask, where)``: a masked input's data, its ``_InputMask`` and ``where`` with
     the masked entries left out; other inputs as they are, with mask None."""
-    if not isinstance(x, np.ma.MaskedArray):
+    if isinstance(x, np.ma.MaskedArray):
+        data, mask, xp = np.ma.getdata(x), _InputMask(np.ma.getmaskarray(x), dask=False), _NUMPY
+    elif array_api_compat.is_dask_array(x) and isinstance(x._meta, np.ma.MaskedArray):
+        import dask.array as da
+
+        data, mask = da.ma.getdata(x), _InputMask(da.ma.getmaskarray(x), dask=True)
+        xp = array_api_compat.array_namespace(x)
+    else:
         return x, None, where
-    data, mask = np.ma.getdata(x), np.ma.getmaskarray(x)
-    keep = ~mask
+    keep = ~mask.data
     if where is not None:
-        keep = _broadcast_mask(_NUMPY, where, data) & keep
+        keep = _broadcast_mask(xp, where, data) & keep
     return data, mask, keep
 
 

@@ -148,6 +148,20 @@ def test_a_masked_softmax_topk_never_picks_a_masked_entry_first(numpy_path):
     assert picked[0].tolist() == [False, False, True] and picked[2].all()
 
 
+@pytest.mark.parametrize("name", ALL_OPS + ("softmax_topk",))
+def test_a_dask_array_of_masked_chunks_keeps_its_mask(name):
+    da = pytest.importorskip("dask.array")
+    d = da.from_array(_MASKED, chunks=(2, 3))
+    results, expected = _call(name, d, axis=-1), _call(name, _MASKED, axis=-1)
+    if name != "softmax_topk":
+        results, expected = (results,), (expected,)
+    for result, wanted in zip(results, expected, strict=True):
+        got = result.compute()
+        assert isinstance(got, np.ma.MaskedArray)
+        np.testing.assert_array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(wanted))
+        np.testing.assert_allclose(got.data, wanted.data, rtol=1e-14)
+
+
 def test_a_masked_where_leaves_its_masked_entries_out(numpy_path):
     where = np.ma.MaskedArray([True, True, True], mask=[False, False, True])
     y = softmaxlib.softmax(np.array([1.0, 2.0, 100.0]), where=where)
