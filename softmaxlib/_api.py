@@ -428,6 +428,8 @@ class _InputMask:
 def _unmask(x, where):
     """``(x, mask, where)``: a masked input's data, its ``_InputMask`` and ``where`` with
     the masked entries left out; other inputs as they are, with mask None."""
+    if type(x) is np.ndarray:  # the common case first
+        return x, None, where
     if isinstance(x, np.ma.MaskedArray):
         data, mask, xp = np.ma.getdata(x), _InputMask(np.ma.getmaskarray(x), dask=False), _NUMPY
     elif array_api_compat.is_dask_array(x) and isinstance(x._meta, np.ma.MaskedArray):
@@ -460,11 +462,12 @@ def _prepare(x, axis, where, xp):
         xp, x = _namespace_and_array(x, xp)
     x = _as_floating(xp, x)
     shape = tuple(x.shape)
-    _check_known_shape(shape, "x")
+    if xp is not _NUMPY:  # (a NumPy array's shape is always known)
+        _check_known_shape(shape, "x")
     axes = _normalize_axes(axis, len(shape))
     if where is not None:  # tested here: a call saved on the fast lane
         where = _broadcast_mask(xp, where, x)
-    if array_api_compat.is_dask_array(x):
+    if xp is not _NUMPY and array_api_compat.is_dask_array(x):
         x, where = _without_empty_chunks(x), None if where is None else _without_empty_chunks(where)
     if not axes:
         rows = shape + (1,)
@@ -709,22 +712,30 @@ def _temperature_array(xp, temperature, x, axes):
         except (TypeError, ValueError) as error:
             msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
             raise TypeError(msg) from error
-    given_xp = array_api_compat.array_namespace(given)
+    if type(given) is np.ndarray:
+        given_xp = _NUMPY
+    else:
+        _check_known_shape(tuple(given.shape), "temperature")
+        given_xp = array_api_compat.array_namespace(given)
     kind = _dtype_kind(given_xp, given.dtype)
     if kind not in ("floating", "promote") or given_xp.isdtype(given.dtype, "bool"):
         msg = f"temperature must be {_TEMPERATURE_KINDS}, got an array of dtype {given.dtype}"
         raise TypeError(msg)
     checked = _check_positive(given_xp, given)
     dtype = xp.float32 if _reference._is_half(x.dtype) else x.dtype
-    with np.errstate(all="ignore"):  # a narrowing conversion may round to 0 or inf
-        try:
-            t = xp.asarray(given, device=array_api_compat.device(x))
-        except (TypeError, ValueError, RuntimeError) as error:
-            msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
-            raise TypeError(msg) from error
-        if t.dtype != dtype and not _bits(xp, t.dtype) > _bits(xp, dtype):
-            t = xp.astype(t, dtype)  # integers and narrower floats: exact
-    if checked and _bits(given_xp, given.dtype) > _bits(xp, t.dtype):
+    if given_xp is xp and xp is _NUMPY:
+        t = given
+    else:
+        with np.errstate(all="ignore"):  # a narrowing conversion may round to 0 or inf
+            try:
+                t = xp.asarray(given, device=array_api_compat.device(x))
+            except (TypeError, ValueError, RuntimeError) as error:
+                msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
+                raise TypeError(msg) from error
+    if t.dtype != dtype and not _bits(xp, t.dtype) > _bits(xp, dtype):
+        t = xp.astype(t, dtype)  # integers and narrower floats: exact
+    narrowed = type(t) is not type(given) or t.dtype != given.dtype  # (no cross-library ==)
+    if checked and narrowed and _bits(given_xp, given.dtype) > _bits(xp, t.dtype):
         # The namespace holds fewer digits than given (JAX without x64): a positive
         # temperature that rounded to 0 becomes the smallest normal number instead.
         t = xp.where(t > 0, t, xp.asarray(xp.finfo(t.dtype).smallest_normal, dtype=t.dtype))
