@@ -24,8 +24,9 @@ _COMMON_PARAMETERS = """x : array_like
         floating dtype; float16 and bfloat16 are computed in float32 and rounded once.
         A NumPy masked array's mask (also a Dask array's of masked chunks) acts as
         ``where`` (combined with any ``where`` given) and the result is a masked array
-        with the input's mask (logsumexp's is masked where the whole row is).  A Dask array must know its chunk sizes
-        (call ``compute_chunk_sizes()`` after boolean indexing).
+        with the input's mask (logsumexp's is masked where the whole row is).  A Dask
+        array must know its chunk sizes (call ``compute_chunk_sizes()`` after boolean
+        indexing).
     axis : int, tuple of int or None, optional
         The axis or axes to normalise over; None means all axes, ``()`` none (each
         element is its own row: softmax 1, log_softmax 0, logsumexp ``x``, special
@@ -43,9 +44,9 @@ _TEMPERATURE = """temperature : float, array or "adaptive", optional
         broadcastable to the batch shape (``x``'s shape without the reduced axes)
         or, with ``x.ndim`` dimensions, to the keepdims shape: one temperature per
         row, checked as given (a float64 ``1e-300`` for float32 ``x`` is as tiny as
-        the same number given alone).  Or ``"adaptive"``: per row, the logits are multiplied by
-        ``beta = max(1, p(H))`` where the entropy ``H`` of ``softmax(x)`` exceeds 0.5
-        (Velickovic et al. 2024; see :doc:`/family`).  Zero, negative or NaN
+        the same number given alone).  Or ``"adaptive"``: per row, the logits are
+        multiplied by ``beta = max(1, p(H))`` where the entropy ``H`` of
+        ``softmax(x)`` exceeds 0.5 (Velickovic et al. 2024; see :doc:`/family`).  Zero, negative or NaN
         temperatures raise ValueError (inside ``jax.jit`` they cannot be checked:
         such rows give NaN).  Default None: no temperature."""
 
