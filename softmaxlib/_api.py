@@ -22,11 +22,19 @@ _COMMON_PARAMETERS = """x : array_like
         array-api-strict, ...), or anything NumPy can turn into an array.
         Integer and boolean inputs are promoted to the namespace's default real
         floating dtype; float16 and bfloat16 are computed in float32 and rounded once.
+        A NumPy masked array's mask (also a Dask array's of masked chunks) acts as
+        ``where`` (combined with any ``where`` given) and the result is a masked array
+        with the input's mask (logsumexp's is masked where the whole row is).  A Dask
+        array must know its chunk sizes (call ``compute_chunk_sizes()`` after boolean
+        indexing).
     axis : int, tuple of int or None, optional
-        The axis or axes to normalise over; None means all axes.  Default: the last.
+        The axis or axes to normalise over; None means all axes, ``()`` none (each
+        element is its own row: softmax 1, log_softmax 0, logsumexp ``x``, special
+        values as for a row of one).  A bool is refused (TypeError).  Default: the last.
     where : array_like of bool, optional
         Broadcastable to ``x``.  Only entries where it is True take part; the others
-        are left out of the normalisation."""
+        are left out of the normalisation (as are masked entries of a masked
+        ``where``)."""
 
 _TEMPERATURE = """temperature : float, array or "adaptive", optional
         Divide the logits by it: the result is that of ``x / temperature``
@@ -35,14 +43,17 @@ _TEMPERATURE = """temperature : float, array or "adaptive", optional
         over the unmasked finite entries.  Or an array of positive numbers
         broadcastable to the batch shape (``x``'s shape without the reduced axes)
         or, with ``x.ndim`` dimensions, to the keepdims shape: one temperature per
-        row.  Or ``"adaptive"``: per row, the logits are multiplied by
-        ``beta = max(1, p(H))`` where the entropy ``H`` of ``softmax(x)`` exceeds 0.5
-        (Velickovic et al. 2024; see :doc:`/family`).  Zero, negative or NaN
+        row, checked as given (a float64 ``1e-300`` for float32 ``x`` is as tiny as
+        the same number given alone).  Or ``"adaptive"``: per row, the logits are
+        multiplied by ``beta = max(1, p(H))`` where the entropy ``H`` of
+        ``softmax(x)`` exceeds 0.5 (Velickovic et al. 2024; see :doc:`/family`).  Zero, negative or NaN
         temperatures raise ValueError (inside ``jax.jit`` they cannot be checked:
         such rows give NaN).  Default None: no temperature."""
 
 _XP = """xp : array namespace, optional
-        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise."""
+        The namespace of ``x``, when the caller knows it; found from ``x`` otherwise.
+        The library's own module (``numpy``, ``torch``, ...) stands for its Array-API
+        namespace; anything else, or a namespace that is not ``x``'s, is a TypeError."""
 
 _COMMON_OPTIONS = """algorithm : {"auto", "three-pass", "three-pass-reload", "online", "two-pass"}
         How to compute it; see :data:`softmaxlib.ALGORITHMS`.  All give the same
@@ -193,7 +204,9 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
     x : array_like
         Input array of any Array-API library, or anything NumPy can turn into an
         array.  Integer and boolean inputs are promoted to the default real floating
-        dtype; float16 and bfloat16 are computed in float32.
+        dtype; float16 and bfloat16 are computed in float32.  A NumPy masked array's
+        mask acts as ``where``; ``values`` and ``indices`` are then masked arrays,
+        masked where the entry picked is masked in ``x``.
     k : int
         How many to return, from 1 to ``x.shape[axis]``.
     axis : int, optional
@@ -248,6 +261,7 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         msg = f"softmax_topk ranks along one axis, an int; got axis={axis!r}"
         raise TypeError(msg)
+    x, mask, where = _unmask(x, where)
     xp, x, shape, (axis,), where = _prepare(x, axis, where, xp)
     k = _check_k(k, x.shape[axis])
 
@@ -261,7 +275,10 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
             result = _reference_topk.softmax_topk(xp, x, k, axis, where)
     values, indices = result
     if not shape:
-        return xp.reshape(values, ()), xp.reshape(indices, ())
+        values, indices = xp.reshape(values, ()), xp.reshape(indices, ())
+    if mask is not None:  # both masked where the entry picked is masked in x
+        picked = mask.data if not shape else mask.take_along_axis(mask.data, indices, axis)
+        values, indices = mask.masked(values, picked), mask.masked(indices, picked)
     return values, indices
 
 
@@ -347,6 +364,7 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     if algorithm not in ALGORITHMS:
         msg = f"unknown algorithm {algorithm!r}; valid names are {', '.join(map(repr, ALGORITHMS))}"
         raise ValueError(msg)
+    x, mask, where = _unmask(x, where)
     xp, x, shape, axes, where = _prepare(x, axis, where, xp)
 
     result = NotImplemented
@@ -365,11 +383,67 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
             else:
                 result = _reference.compute(xp, op, x, axes, where, algorithm, temperature)
 
-    if not shape:
-        return xp.reshape(result, ())
-    if op == "logsumexp" and keepdims:
+    result = _restore_shape(xp, result, x, shape)
+    if op == "logsumexp" and keepdims and shape:
         result = xp.reshape(result, tuple(1 if a in axes else s for a, s in enumerate(shape)))
+    if mask is not None:
+        row_mask = mask.data
+        if op == "logsumexp":  # masked where the whole row is
+            row_mask = mask.all(row_mask, axis=_normalize_axes(axis, row_mask.ndim), keepdims=keepdims)
+        result = mask.masked(result, row_mask)
     return result
+
+
+class _InputMask:
+    """The mask of a masked input (a NumPy masked array, or a Dask array of them) and
+    how to put it on a result of the same library."""
+
+    def __init__(self, data, dask):
+        self.data = data
+        self.dask = dask
+
+    def masked(self, result, mask):
+        if self.dask:
+            import dask.array as da
+
+            return da.ma.masked_array(result, mask=mask)
+        return np.ma.MaskedArray(result, mask=mask)
+
+    def all(self, mask, axis, keepdims):
+        if self.dask:
+            import dask.array as da
+
+            return da.all(mask, axis=axis, keepdims=keepdims)
+        return np.all(mask, axis=axis, keepdims=keepdims)
+
+    def take_along_axis(self, mask, indices, axis):
+        if not self.dask:
+            return np.take_along_axis(mask, indices, axis=axis)
+        import dask.array as da  # no take_along_axis: the ranked axis as one chunk
+
+        indices = indices.rechunk({axis: -1})
+        mask = mask.rechunk(tuple(-1 if a == axis else c for a, c in enumerate(indices.chunks)))
+        return da.map_blocks(np.take_along_axis, mask, indices, axis=axis, dtype=bool, chunks=indices.chunks)
+
+
+def _unmask(x, where):
+    """``(x, mask, where)``: a masked input's data, its ``_InputMask`` and ``where`` with
+    the masked entries left out; other inputs as they are, with mask None."""
+    if type(x) is np.ndarray:  # the common case first
+        return x, None, where
+    if isinstance(x, np.ma.MaskedArray):
+        data, mask, xp = np.ma.getdata(x), _InputMask(np.ma.getmaskarray(x), dask=False), _NUMPY
+    elif array_api_compat.is_dask_array(x) and isinstance(x._meta, np.ma.MaskedArray):
+        import dask.array as da
+
+        data, mask = da.ma.getdata(x), _InputMask(da.ma.getmaskarray(x), dask=True)
+        xp = array_api_compat.array_namespace(x)
+    else:
+        return x, None, where
+    keep = ~mask.data
+    if where is not None:
+        keep = _broadcast_mask(xp, where, data) & keep
+    return data, mask, keep
 
 
 def _prepare(x, axis, where, xp):
@@ -377,9 +451,11 @@ def _prepare(x, axis, where, xp):
 
     ``x`` as a floating array of namespace ``xp``, its original ``shape``, ``axes``
     as a sorted tuple of non-negative axes and ``where`` broadcast to ``x`` (or
-    None).  A 0-d input comes back as one element of shape (1,) with ``axes``
-    (0,): it is normalised over its single element for every valid axis, and the
-    caller reshapes the result back to 0-d when ``shape`` is ().
+    None).  When no axis is reduced (a 0-d input, or ``axis=()``) each element is
+    its own row: ``x`` comes back with a trailing axis of length 1 to reduce over
+    (shape (1,) for a 0-d input), so that every path gives a one-element row's
+    result, special values and masks included; the caller reshapes the result
+    back to ``shape`` (see ``_restore_shape``).
     """
     if xp is None and type(x) is np.ndarray:
         xp = _NUMPY  # the common case, without array_namespace's generic search
@@ -387,30 +463,97 @@ def _prepare(x, axis, where, xp):
         xp, x = _namespace_and_array(x, xp)
     x = _as_floating(xp, x)
     shape = tuple(x.shape)
+    if xp is not _NUMPY:  # (a NumPy array's shape is always known)
+        _check_known_shape(shape, "x")
     axes = _normalize_axes(axis, len(shape))
     if where is not None:  # tested here: a call saved on the fast lane
         where = _broadcast_mask(xp, where, x)
-    if not shape:
-        x = xp.reshape(x, (1,))
-        where = None if where is None else xp.reshape(where, (1,))
-        axes = (0,)
+    if xp is not _NUMPY and array_api_compat.is_dask_array(x):
+        x, where = _without_empty_chunks(x), None if where is None else _without_empty_chunks(where)
+    if not axes:
+        rows = shape + (1,)
+        x = xp.reshape(x, rows)
+        where = None if where is None else xp.reshape(where, rows)
+        axes = (len(shape),)
     return xp, x, shape, axes, where
+
+
+def _restore_shape(xp, result, x, shape):
+    """The result of a call ``_prepare`` gave one-element rows, back in ``shape``.
+
+    softmax-like results lose the trailing axis of length 1; a logsumexp's is already
+    ``shape`` (a 0-d input's is 0-d), reshaped all the same.
+    """
+    if tuple(x.shape) == shape:
+        return result
+    return xp.reshape(result, shape)
+
+
+def _without_empty_chunks(a):
+    """A Dask array with its empty chunks merged away (boolean indexing leaves them, and
+    Dask's own max fails on them); the same array if it has none or is empty."""
+    if a.size == 0 or all(all(a.chunks[i]) for i in range(a.ndim)):
+        return a
+    return a.rechunk(tuple(tuple(c for c in chunks if c) for chunks in a.chunks))
+
+
+def _check_known_shape(shape, name):
+    """Refuse a shape with unknown sizes (a Dask array after boolean indexing)."""
+    if any(s is None or s != s for s in shape):  # None (Array API) or NaN (Dask)
+        msg = (
+            f"{name} has unknown sizes in its shape {shape}; softmaxlib needs the length of "
+            f"every axis (for a Dask array, call {name}.compute_chunk_sizes() first)"
+        )
+        raise ValueError(msg)
 
 
 _NUMPY = array_api_compat.array_namespace(np.empty(0))
 
 
 def _namespace_and_array(x, xp):
-    """The namespace to compute in and ``x`` as its array (SciPy's rule for non-arrays)."""
+    """The namespace to compute in and ``x`` as its array (SciPy's rule for non-arrays).
+
+    A given ``xp`` must be an array namespace and must be ``x``'s own library (its
+    plain module, ``numpy`` say, stands for the Array-API namespace of that library).
+    """
     if xp is None:
         if array_api_compat.is_array_api_obj(x):
-            xp = array_api_compat.array_namespace(x)
-        else:
-            x = np.asarray(x)
-            xp = _NUMPY
-    elif not array_api_compat.is_array_api_obj(x):
+            return array_api_compat.array_namespace(x), x
+        return _NUMPY, np.asarray(x)
+    if isinstance(xp, (str, bytes)) or not callable(getattr(xp, "asarray", None)):
+        msg = (
+            f"xp must be an array namespace (such as numpy, torch or "
+            f"array_api_compat.array_namespace(x)), got {xp!r} of type {type(xp).__name__}"
+        )
+        raise TypeError(msg)
+    if not array_api_compat.is_array_api_obj(x):
         x = xp.asarray(x)
-    return xp, x
+    try:
+        own = array_api_compat.array_namespace(x)
+    except TypeError:
+        own = None
+    if own is xp:
+        return xp, x
+    if own is not None and any(same(xp) and same(own) for same in _SAME_LIBRARY):
+        return own, x
+    msg = (
+        f"xp={getattr(xp, '__name__', xp)!r} does not match x, a {type(x).__module__}.{type(x).__name__}"
+        + ("" if own is None else f" of namespace {own.__name__!r}")
+        + "; pass x's own namespace or leave xp=None"
+    )
+    raise TypeError(msg)
+
+
+_SAME_LIBRARY = (
+    array_api_compat.is_numpy_namespace,
+    array_api_compat.is_cupy_namespace,
+    array_api_compat.is_torch_namespace,
+    array_api_compat.is_dask_namespace,
+    array_api_compat.is_jax_namespace,
+    array_api_compat.is_pydata_sparse_namespace,
+    array_api_compat.is_ndonnx_namespace,
+    array_api_compat.is_array_api_strict_namespace,
+)
 
 
 def _as_floating(xp, x):
@@ -469,6 +612,9 @@ def _normalize_axes(axis, ndim):
     axes = axis if isinstance(axis, tuple) else (axis,)
     result = []
     for a in axes:
+        if isinstance(a, (bool, np.bool_)):  # operator.index takes True as 1; NumPy refuses it
+            msg = f"axis must be an int, a tuple of ints or None, not a bool; got {axis!r}"
+            raise TypeError(msg)
         try:
             a = operator.index(a)
         except TypeError:
@@ -489,7 +635,10 @@ def _broadcast_mask(xp, where, x):
     """``where`` as a boolean array of ``x``'s namespace and device, broadcast to its shape."""
     if where is None:
         return None
+    if isinstance(where, np.ma.MaskedArray):  # a masked entry of the mask leaves x's entry out
+        where = where.filled(False)
     where = xp.asarray(where, device=array_api_compat.device(x))
+    _check_known_shape(tuple(where.shape), "where")
     if where.dtype != xp.bool:
         msg = f"where must be a boolean array, got dtype {where.dtype}"
         raise TypeError(msg)
@@ -547,20 +696,51 @@ def _check_temperature(xp, temperature, x, axes):
 
 
 def _temperature_array(xp, temperature, x, axes):
-    """A per-row temperature as an array of the batch shape, checked where it can be."""
-    try:
-        t = xp.asarray(temperature, device=array_api_compat.device(x))
-    except (TypeError, ValueError, RuntimeError) as error:
-        msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
-        raise TypeError(msg) from error
-    kind = _dtype_kind(xp, t.dtype)
-    if kind not in ("floating", "promote") or xp.isdtype(t.dtype, "bool"):
-        msg = f"temperature must be {_TEMPERATURE_KINDS}, got an array of dtype {t.dtype}"
+    """A per-row temperature as an array of the batch shape, checked where it can be.
+
+    The values are checked as given, before any conversion to ``x``'s namespace or
+    dtype could round a tiny one to 0 or a huge one to inf; the array keeps a dtype
+    wider than ``x``'s (float64 for float32 ``x``) so that the backends see them as the
+    scalar path does.
+    """
+    if isinstance(temperature, np.ma.MaskedArray):
+        msg = "temperature cannot be a masked array: fill it first (temperature.filled(1.0), say)"
         raise TypeError(msg)
+    given = temperature
+    if not array_api_compat.is_array_api_obj(given):
+        try:
+            given = np.asarray(given)
+        except (TypeError, ValueError) as error:
+            msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
+            raise TypeError(msg) from error
+    if type(given) is np.ndarray:
+        given_xp = _NUMPY
+    else:
+        _check_known_shape(tuple(given.shape), "temperature")
+        given_xp = array_api_compat.array_namespace(given)
+    kind = _dtype_kind(given_xp, given.dtype)
+    if kind not in ("floating", "promote") or given_xp.isdtype(given.dtype, "bool"):
+        msg = f"temperature must be {_TEMPERATURE_KINDS}, got an array of dtype {given.dtype}"
+        raise TypeError(msg)
+    checked = _check_positive(given_xp, given)
     dtype = xp.float32 if _reference._is_half(x.dtype) else x.dtype
-    if t.dtype != dtype:
-        t = xp.astype(t, dtype)
-    shape, given = tuple(x.shape), tuple(t.shape)
+    if given_xp is xp and xp is _NUMPY:
+        t = given
+    else:
+        with np.errstate(all="ignore"):  # a narrowing conversion may round to 0 or inf
+            try:
+                t = xp.asarray(given, device=array_api_compat.device(x))
+            except (TypeError, ValueError, RuntimeError) as error:
+                msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
+                raise TypeError(msg) from error
+    if t.dtype != dtype and not _bits(xp, t.dtype) > _bits(xp, dtype):
+        t = xp.astype(t, dtype)  # integers and narrower floats: exact
+    narrowed = type(t) is not type(given) or t.dtype != given.dtype  # (no cross-library ==)
+    if checked and narrowed and _bits(given_xp, given.dtype) > _bits(xp, t.dtype):
+        # The namespace holds fewer digits than given (JAX without x64): a positive
+        # temperature that rounded to 0 becomes the smallest normal number instead.
+        t = xp.where(t > 0, t, xp.asarray(xp.finfo(t.dtype).smallest_normal, dtype=t.dtype))
+    shape, given_shape = tuple(x.shape), tuple(t.shape)
     batch = tuple(s for a, s in enumerate(shape) if a not in axes)
     if t.ndim == len(shape) and all(t.shape[a] == 1 for a in axes):
         t = xp.reshape(t, tuple(s for a, s in enumerate(t.shape) if a not in axes))  # keepdims form
@@ -569,19 +749,35 @@ def _temperature_array(xp, temperature, x, axes):
     except (ValueError, RuntimeError) as error:
         keepdims = tuple(1 if a in axes else s for a, s in enumerate(shape))
         msg = (
-            f"temperature of shape {given} broadcasts neither to the batch shape {batch} "
+            f"temperature of shape {given_shape} broadcasts neither to the batch shape {batch} "
             f"(x's shape {shape} without the reduced axes) nor to the keepdims shape {keepdims}"
         )
         raise ValueError(msg) from error
-    if not array_api_compat.is_dask_array(t):  # a lazy Dask array is not computed here
-        try:
-            bad = bool(xp.any(~(t > 0)))
-        except TypeError:  # a JAX tracer (inside jit or vmap): such rows give NaN
-            bad = False
-        if bad:
-            msg = "temperature must be positive: the array has zero, negative or NaN entries"
-            raise ValueError(msg)
     return t
+
+
+def _check_positive(xp, t):
+    """Refuse zero, negative and NaN temperatures; False where the values cannot be
+    seen (a lazy Dask array, a JAX tracer inside jit or vmap: such rows give NaN)."""
+    if array_api_compat.is_dask_array(t):  # a lazy Dask array is not computed here
+        return False
+    try:
+        bad = bool(xp.any(~(t > 0)))
+    except TypeError:  # a JAX tracer
+        return False
+    if bad:
+        msg = "temperature must be positive: the array has zero, negative or NaN entries"
+        raise ValueError(msg)
+    return True
+
+
+def _bits(xp, dtype):
+    """The width of a floating dtype, 0 for others (integers: no digits to lose)."""
+    if _reference._is_half(dtype):
+        return 16
+    if not xp.isdtype(dtype, "real floating"):
+        return 0
+    return xp.finfo(dtype).bits
 
 
 def _quiet_numpy(xp):

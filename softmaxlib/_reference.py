@@ -258,8 +258,10 @@ def _with_temperature(xp, op, run, rows, valid, clean, temperature):
         offset = _multiply(xp, m, beta)
     else:
         if not isinstance(temperature, float):
-            temperature = xp.astype(temperature, rows.dtype)[..., None]
-            nan_rows = ~(temperature > 0)  # NaN or <= 0: only a traced array gets here
+            # NaN or <= 0 (only a traced array gets here), told from the values as given:
+            # a positive one that rounds to 0 in the row's dtype is the limit T -> 0.
+            nan_rows = ~(temperature > 0)[..., None]
+            temperature = _as_dtype(xp, temperature, rows.dtype)[..., None]
         z = xp.where(
             finite,
             _divide(xp, shifted_safe, temperature),
@@ -278,13 +280,29 @@ def _with_temperature(xp, op, run, rows, valid, clean, temperature):
 # errstate the caller sets).
 
 
+def _as_dtype(xp, t, dtype):
+    """Temperatures ``t`` in ``dtype``; those past its range become inf without the
+    cast's overflow (which a lazy backend would report outside any errstate)."""
+    if t.dtype == dtype:
+        return t
+    if xp.finfo(t.dtype).max > xp.finfo(dtype).max:
+        t = xp.where(t > xp.finfo(dtype).max, math.inf, t)
+    return xp.astype(t, dtype)
+
+
 def _divide(xp, a, temperature):
     """a / T for finite a and T > 0, past the range +-inf; 0 where a = 0 (also where T
     rounded to 0 in the dtype) and where T = inf."""
     big = xp.finfo(a.dtype).max
     if isinstance(temperature, float):
-        if temperature == math.inf:
+        # T as the dtype holds it, as a per-row array would be: past the range it is
+        # inf, below half the smallest subnormal 0 (the limit T -> 0); never a cast of
+        # T that overflows or a 0 / 0.
+        if temperature > float(big):
             return xp.zeros_like(a)
+        if temperature < float(xp.finfo(a.dtype).smallest_normal) * float(xp.finfo(a.dtype).eps) / 2:
+            infinite = xp.where(a < 0, -math.inf, xp.full_like(a, math.inf))
+            return xp.where(a == 0, xp.zeros_like(a), infinite)
         keep = a == 0
         over = xp.abs(a) > big * min(temperature, 1.0)
     else:
@@ -302,6 +320,8 @@ def _divide_overflowed(xp, x, m, temperature):
     if isinstance(temperature, float):
         if temperature <= 1:
             return xp.full_like(x, -math.inf)
+        if temperature > float(xp.finfo(x.dtype).max):  # T past the dtype's range is inf there
+            return xp.zeros_like(x)
         return _subtract(xp, x / temperature, m / temperature)
     above = temperature > 1
     safe = xp.where(above, temperature, xp.ones_like(temperature))
