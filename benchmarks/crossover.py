@@ -8,7 +8,7 @@ out of cache, two-pass (two memory passes, no max pass) does. One row timed agai
 and again stays in cache up to the L2's size, so ``--grid`` also times arrays of
 many rows (total size x row size): two-pass's time over the max-based
 algorithm's that "auto" would otherwise run, interleaved. What
-``numpy_native.auto_algorithm`` does follows both; the recorded runs are in
+``softmaxlib._native_loader.auto_algorithm`` does follows both; the recorded runs are in
 benchmarks/crossover.md.
 
     python benchmarks/crossover.py [--isa avx2] [--threads 1] [--budget 0.2] [--grid]
@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from softmaxlib._backends import numpy_native
+import softmaxlib
+from softmaxlib import _native_loader as native
 
 ALGORITHMS = ("three-pass", "three-pass-reload", "online", "two-pass")
 SIZES = [1 << k for k in range(10, 25)]  # every power of two: the switch is sharp
@@ -46,21 +47,21 @@ def main():
     parser.add_argument("--grid", action="store_true",
                         help="time arrays of many rows (total x row sizes) instead of one row")
     args = parser.parse_args()
-    numpy_native.set_num_threads(args.threads)
+    native.set_num_threads(args.threads)
     if args.grid:
         return grid(args)
-    info = numpy_native.info()
+    info = native.info()
     isa = args.isa or info["isa"]
     rng = np.random.default_rng(0)
     print(f"ISA {isa}, threads {args.threads}, median of repeats within {args.budget}s\n")
     print("| op | dtype | row length | row bytes | " + " | ".join(f"{a} (µs)" for a in ALGORITHMS) + " | fastest | two-pass / reload |")
     print("|---" * (6 + len(ALGORITHMS)) + "|")
-    with numpy_native.forced_isa(isa):
+    with native.forced_isa(isa):
         for op in args.ops.split(","):
             for dtype in args.dtypes.split(","):
                 for n in SIZES:
                     x = (rng.standard_normal((1, n)) * 3).astype(dtype)
-                    t = {a: median_time(lambda a=a: numpy_native.compute(op, x, (1,), None, a), args.budget)
+                    t = {a: median_time(lambda a=a: getattr(softmaxlib, op)(x, axis=1, algorithm=a), args.budget)
                          for a in ALGORITHMS}
                     best = min(t, key=t.get)
                     ratio = t["two-pass"] / t["three-pass-reload"]
@@ -89,14 +90,14 @@ def interleaved_medians(fns, rounds=15):
 
 
 def grid(args):
-    isa = args.isa or numpy_native.info()["isa"]
+    isa = args.isa or native.info()["isa"]
     rng = np.random.default_rng(0)
     ops = args.ops.split(",")
     print(f"ISA {isa}, threads {args.threads}: two-pass time / max-based time "
           f"({', '.join(f'{op}: {MAX_BASED[op]}' for op in ops)}), medians of interleaved rounds\n")
     print("| dtype | array | " + " | ".join(f"{r} KiB rows" for r in GRID_ROW_KIB) + " |")
     print("|---" * (2 + len(GRID_ROW_KIB)) + "|")
-    with numpy_native.forced_isa(isa):
+    with native.forced_isa(isa):
         for dtype in args.dtypes.split(","):
             itemsize = np.dtype(dtype).itemsize
             for total_mib in GRID_TOTAL_MIB:
@@ -106,7 +107,7 @@ def grid(args):
                     x = (rng.standard_normal(((total_mib << 20) // (n * itemsize), n)) * 3).astype(dtype)
                     ratios = []
                     for op in ops:
-                        t = interleaved_medians({a: (lambda a=a: numpy_native.compute(op, x, (1,), None, a))
+                        t = interleaved_medians({a: (lambda a=a: getattr(softmaxlib, op)(x, axis=1, algorithm=a))
                                                  for a in ("two-pass", MAX_BASED[op])})
                         ratios.append(t["two-pass"] / t[MAX_BASED[op]])
                     cells.append(" / ".join(f"{r:.2f}" for r in ratios))

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 import softmaxlib
-from softmaxlib._backends import numpy_native
+from softmaxlib import _native_loader as native
 
 
 def median_ms(fn, repeat):
@@ -34,9 +34,9 @@ def main():
     args = parser.parse_args()
     r = args.repeat
     rng = np.random.default_rng(0)
-    isa = args.isa or numpy_native.info()["isa"]
-    with numpy_native.forced_isa(isa):
-        numpy_native.set_num_threads(1)
+    isa = args.isa or native.info()["isa"]
+    with native.forced_isa(isa):
+        native.set_num_threads(1)
         print(f"ISA {isa}; float32; medians of {r} runs (ms)")
 
         x = rng.standard_normal((64, 32000)).astype(np.float32)
@@ -62,16 +62,16 @@ def main():
 
         x = rng.standard_normal((1, 1 << 24)).astype(np.float32)
         cp = median_ms(x.copy, r)
-        tp = median_ms(lambda: numpy_native.compute("softmax", x, (1,), None, "two-pass"), r)
-        rl = median_ms(lambda: numpy_native.compute("softmax", x, (1,), None, "three-pass-reload"), r)
+        tp = median_ms(lambda: softmaxlib.softmax(x, axis=1, algorithm="two-pass"), r)
+        rl = median_ms(lambda: softmaxlib.softmax(x, axis=1, algorithm="three-pass-reload"), r)
         print(f"1x2^24: two-pass {tp:.2f} | three-pass-reload {rl:.2f} ({rl / tp:.2f}x) | "
               f"x.copy() {cp:.2f} (two-pass / copy {tp / cp:.2f})")
 
         x = rng.standard_normal((4096, 1024)).astype(np.float32)
         t1 = median_ms(lambda: softmaxlib.softmax(x), r)
-        numpy_native.set_num_threads(2)
+        native.set_num_threads(2)
         t2 = median_ms(lambda: softmaxlib.softmax(x), r)
-        numpy_native.set_num_threads(1)
+        native.set_num_threads(1)
         print(f"4096x1024 auto: 1 thread {t1:.3f} | 2 threads {t2:.3f} (speed-up {t1 / t2:.2f}x)")
 
         x = rng.standard_normal((1, 8)).astype(np.float32)

@@ -13,7 +13,7 @@ import operator
 import array_api_compat
 import numpy as np
 
-from softmaxlib import _backends, _reference, _reference_stablemax, _reference_topk
+from softmaxlib import _backends, _reference
 
 ALGORITHMS = ("auto",) + _reference.ALGORITHMS
 
@@ -272,7 +272,7 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
         result = topk(x, k, axis, where)
     if result is NotImplemented:
         with _quiet_numpy(xp):
-            result = _reference_topk.softmax_topk(xp, x, k, axis, where)
+            result = _reference.topk.softmax_topk(xp, x, k, axis, where)
     values, indices = result
     if not shape:
         values, indices = xp.reshape(values, ()), xp.reshape(indices, ())
@@ -369,7 +369,7 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
 
     result = NotImplemented
     fast = _backends.fast_path(xp)
-    if temperature is None:  # the call every path has always taken, unchanged
+    if temperature is None:  # the plain call, which every fast path takes
         if fast is not None and math.prod(x.shape) > 0:
             result = fast.compute(op, x, axes, where, algorithm)
     else:
@@ -378,8 +378,8 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
             result = fast.compute(op, x, axes, where, algorithm, temperature=temperature)
     if result is NotImplemented:
         with _quiet_numpy(xp):
-            if op in _reference_stablemax.OPERATIONS:
-                result = _reference_stablemax.compute(xp, op, x, axes, where)
+            if op in _reference.stablemax.OPERATIONS:
+                result = _reference.stablemax.compute(xp, op, x, axes, where)
             else:
                 result = _reference.compute(xp, op, x, axes, where, algorithm, temperature)
 
@@ -589,7 +589,7 @@ _DTYPE_KINDS = {}
 
 
 def _dtype_kind(xp, dtype):
-    if _reference._is_half(dtype):
+    if _reference.is_half(dtype):
         return "floating"
     try:
         if xp.isdtype(dtype, "real floating"):
@@ -723,7 +723,7 @@ def _temperature_array(xp, temperature, x, axes):
         msg = f"temperature must be {_TEMPERATURE_KINDS}, got an array of dtype {given.dtype}"
         raise TypeError(msg)
     checked = _check_positive(given_xp, given)
-    dtype = xp.float32 if _reference._is_half(x.dtype) else x.dtype
+    dtype = xp.float32 if _reference.is_half(x.dtype) else x.dtype
     if given_xp is xp and xp is _NUMPY:
         t = given
     else:
@@ -773,7 +773,7 @@ def _check_positive(xp, t):
 
 def _bits(xp, dtype):
     """The width of a floating dtype, 0 for others (integers: no digits to lose)."""
-    if _reference._is_half(dtype):
+    if _reference.is_half(dtype):
         return 16
     if not xp.isdtype(dtype, "real floating"):
         return 0

@@ -35,7 +35,7 @@
 // "an unmasked NaN" and "an unmasked entry".  The identity is m = -inf, d = v = 0,
 // e = -inf, and merging two identities gives the identity (never -inf - -inf).
 //
-// Special values (softmaxlib/_reference.py, _apply_special_values), in order of
+// Special values (softmaxlib/_reference/softmax.py, _apply_special_values), in order of
 // precedence: a masked entry gets 0 / -inf; a row with an unmasked NaN is NaN; +inf
 // entries share the mass (1/k, log: -log k; logsumexp +inf); a row whose unmasked
 // entries are all -inf is NaN (logsumexp -inf); a fully masked row is 0 / -inf / -inf.

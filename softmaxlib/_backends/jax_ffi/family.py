@@ -20,6 +20,7 @@ import functools
 import numpy as np
 
 from softmaxlib import _native_loader as native
+from softmaxlib import _reference
 from softmaxlib._backends.jax_ffi import primitives, softmax
 
 _TARGETS = {
@@ -36,22 +37,18 @@ def _supported(x):
     return primitives.registered() and jnp.dtype(x.dtype).name in native.DTYPES
 
 
-def _reference_stablemax(op, x, axes, where):
-    """The generic reference (``softmaxlib._reference_stablemax``), for other platforms."""
+def _generic_stablemax(op, x, axes, where):
+    """The generic reference (``softmaxlib._reference.stablemax``), for other platforms."""
     import array_api_compat
 
-    from softmaxlib import _reference_stablemax
-
-    return _reference_stablemax.compute(array_api_compat.array_namespace(x), op, x, axes, where)
+    return _reference.stablemax.compute(array_api_compat.array_namespace(x), op, x, axes, where)
 
 
-def _reference_topk(x, k, axis, where):
-    """The generic reference (``softmaxlib._reference_topk``), for other platforms."""
+def _generic_topk(x, k, axis, where):
+    """The generic reference (``softmaxlib._reference.topk``), for other platforms."""
     import array_api_compat
 
-    from softmaxlib import _reference_topk
-
-    return _reference_topk.softmax_topk(array_api_compat.array_namespace(x), x, k, axis, where)
+    return _reference.topk.softmax_topk(array_api_compat.array_namespace(x), x, k, axis, where)
 
 
 def stablemax(op, x, axes, where):
@@ -67,7 +64,7 @@ def stablemax(op, x, axes, where):
         return primitives.reduced_last(op, x, axes, where, call)
 
     def reference(x, where):
-        return _reference_stablemax(op, x, axes, where)
+        return _generic_stablemax(op, x, axes, where)
 
     return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
 
@@ -132,7 +129,7 @@ def softmax_topk(x, k, axis, where):
 
     def reference(x, where):
         # (the branches must agree on the index dtype: JAX's default int)
-        v, i = _reference_topk(x, k, axis, where)
+        v, i = _generic_topk(x, k, axis, where)
         return v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))
 
     return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
@@ -201,9 +198,9 @@ def primitive():
         # Other platforms: the reference (see softmax._primitive).
         where = where[0] if where else None
         if kind == "topk":
-            v, i = _reference_topk(x, k, x.ndim - 1, where)
+            v, i = _generic_topk(x, k, x.ndim - 1, where)
             return [v, i.astype(jax.dtypes.canonicalize_dtype(np.int64))]
-        return [_reference_stablemax(kind, x, tuple(range(x.ndim - n_reduced, x.ndim)), where)]
+        return [_generic_stablemax(kind, x, tuple(range(x.ndim - n_reduced, x.ndim)), where)]
 
     return primitives.register(prim, abstract, lower, generic)
 

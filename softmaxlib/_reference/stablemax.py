@@ -12,14 +12,14 @@ scaled by s of its max, r_i = s(x_i) / s(max x) in [0, 1], whose sum lies in [1,
 Each r_i is written in the form of its case so that it neither overflows nor loses
 digits to subnormals on the way.
 
-The special values are softmax's (``_reference.on_rows``): +inf entries share the mass
+The special values are softmax's (``softmax.on_rows``): +inf entries share the mass
 (s(+inf) = inf), -inf entries get 0 (s(-inf) = 0), an all -inf row is NaN (0/0), a NaN
-row NaN, a fully masked row 0 / -inf.  Array API standard only, like ``_reference``.
+row NaN, a fully masked row 0 / -inf.  Array API standard only, like ``softmax``.
 """
 
 import math
 
-from softmaxlib import _reference
+from softmaxlib._reference import softmax
 
 OPERATIONS = ("stablemax", "log_stablemax")
 
@@ -29,15 +29,15 @@ _SPECIAL_OP = {"stablemax": "softmax", "log_stablemax": "log_softmax"}
 
 def compute(xp, op, x, axes, where):
     """``op`` ("stablemax" or "log_stablemax") of ``x`` over ``axes``; the contract of
-    :func:`softmaxlib._reference.compute`, without ``algorithm`` (there is one)."""
-    return _reference.on_rows(
+    :func:`softmaxlib.softmax.compute`, without ``algorithm`` (there is one)."""
+    return softmax.on_rows(
         xp, op, x, axes, where, lambda op, rows, valid, clean: (_stablemax(xp, op, clean), None), _SPECIAL_OP[op]
     )
 
 
 def _stablemax(xp, op, x):
     """StableMax of clean rows (entries finite or -inf) along the last axis."""
-    m = _reference._safe_max(xp, x)  # an all -inf row: m = 0, sum 0, replaced later
+    m = softmax.safe_max(xp, x)  # an all -inf row: m = 0, sum 0, replaced later
     finite = x > -math.inf
     zero = xp.zeros_like(x)
     # Each case's operands, with the other cases' values replaced by 0 so that no

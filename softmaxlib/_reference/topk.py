@@ -6,19 +6,19 @@ keeping the online normaliser's running (max, sum) pair beside a running top-k o
 logits; this reference computes the same two things with whole-array operations:
 
 * the normaliser (m, d) with the online algorithm's blocked merge
-  (``_reference.online_normaliser``);
+  (``softmax.online_normaliser``);
 * the ranking by a stable descending sort: by logit, ties by the lower index; the
   entries without mass (-inf, and NaN, whose row is NaN anyway) after the others, by
   index; masked entries after every unmasked one, by index;
 
 and the values p_i = exp(x_i - m) / d of the ranked logits, with softmax's special
 values (+inf entries share the mass, a NaN or all -inf row is NaN, a fully masked row
-0).  Array API standard only, like ``_reference``.
+0).  Array API standard only, like ``softmax``.
 """
 
 import math
 
-from softmaxlib import _reference
+from softmaxlib._reference import softmax
 
 
 def softmax_topk(xp, x, k, axis, where):
@@ -30,19 +30,19 @@ def softmax_topk(xp, x, k, axis, where):
     dtype, both of ``x``'s shape with ``axis``'s length ``k``.
     """
     out_dtype = x.dtype
-    if _reference._is_half(x.dtype):
+    if softmax.is_half(x.dtype):
         x = xp.astype(x, xp.float32)  # computed in float32, rounded once at the end
-    device = _reference._device(x)
+    device = softmax.device_of(x)
     int_dtype = xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
     out_shape = tuple(k if a == axis else s for a, s in enumerate(x.shape))
-    batch_shape, rows, valid = _reference._to_rows(xp, x, (axis,), where)
+    batch_shape, rows, valid = softmax.to_rows(xp, x, (axis,), where)
     n = rows.shape[-1]
     if math.prod(batch_shape) == 0:
         return xp.empty(out_shape, dtype=out_dtype, device=device), xp.empty(out_shape, dtype=int_dtype, device=device)
 
     nan = xp.isnan(rows)
     clean = xp.where(valid & ~nan & (rows != math.inf), rows, -math.inf)
-    m, d = _reference.online_normaliser(xp, clean)
+    m, d = softmax.online_normaliser(xp, clean)
 
     # The ranking: a stable descending sort by logit puts the finite and +inf entries
     # first, in the right order; the -inf keys (-inf, NaN and masked entries) come
@@ -62,11 +62,11 @@ def softmax_topk(xp, x, k, axis, where):
 
     d = xp.where(d == 0, xp.ones_like(d), d)  # an all -inf row: replaced below
     finite_top = xp.where(top == math.inf, -math.inf, top)  # +inf: shared mass, set below
-    values = xp.exp(_reference._subtract(xp, finite_top, m)) / d
-    flags = _reference.row_flags(xp, rows, valid)
-    values = _reference.apply_row_flags(xp, "softmax", flags, top == math.inf, valid_top, values)
+    values = xp.exp(softmax.subtract(xp, finite_top, m)) / d
+    flags = softmax.row_flags(xp, rows, valid)
+    values = softmax.apply_row_flags(xp, "softmax", flags, top == math.inf, valid_top, values)
     if out_dtype != values.dtype:
         values = xp.astype(values, out_dtype)
-    values = _reference._from_rows(xp, values, out_shape, (axis,))
-    indices = _reference._from_rows(xp, xp.astype(indices, int_dtype), out_shape, (axis,))
+    values = softmax.from_rows(xp, values, out_shape, (axis,))
+    indices = softmax.from_rows(xp, xp.astype(indices, int_dtype), out_shape, (axis,))
     return values, indices

@@ -5,7 +5,7 @@ unchanged on NumPy, CuPy, PyTorch, JAX (traced or not), Dask and array-api-stric
 Each fast path is tested against this module and against a float64 / mpmath oracle.
 
 The algorithms work on *rows*: the reduced axes moved last and flattened into one axis
-of length ``n`` (``_to_rows``), so that each is written once, along ``axis=-1``.
+of length ``n`` (``to_rows``), so that each is written once, along ``axis=-1``.
 They see a *clean* row, in which every entry is finite or ``-inf``: the contract's
 special values (masked entries, NaN, ``+inf``) are set aside first by ``compute`` and
 applied last by ``_apply_special_values``, in one place for all algorithms.
@@ -91,11 +91,11 @@ def on_rows(xp, op, x, axes, where, core, special_op=None):
     "log_softmax", "logsumexp"; default ``op``).
     """
     out_dtype = x.dtype
-    if _is_half(x.dtype):
+    if is_half(x.dtype):
         # float16 and bfloat16 are computed in float32 and rounded once at the end.
         x = xp.astype(x, xp.float32)
     special_op = special_op or op
-    batch_shape, rows, valid = _to_rows(xp, x, axes, where)
+    batch_shape, rows, valid = to_rows(xp, x, axes, where)
     n = rows.shape[-1]
     if n == 0 or math.prod(batch_shape) == 0:
         result = _empty_result(xp, special_op, rows)
@@ -106,7 +106,7 @@ def on_rows(xp, op, x, axes, where, core, special_op=None):
     if special_op == "logsumexp":
         result = xp.reshape(result, batch_shape)
     else:
-        result = _from_rows(xp, result, x.shape, axes)
+        result = from_rows(xp, result, x.shape, axes)
     if out_dtype != result.dtype:
         result = xp.astype(_overflow_to_inf(xp, result, out_dtype), out_dtype)
     return result
@@ -115,7 +115,7 @@ def on_rows(xp, op, x, axes, where, core, special_op=None):
 # --------------------------------------------------------------------------- layout
 
 
-def _to_rows(xp, x, axes, where):
+def to_rows(xp, x, axes, where):
     """Move ``axes`` last and flatten them: returns (batch shape, rows, valid)."""
     batch_axes = tuple(a for a in range(x.ndim) if a not in axes)
     batch_shape = tuple(x.shape[a] for a in batch_axes)
@@ -126,12 +126,12 @@ def _to_rows(xp, x, axes, where):
         return xp.reshape(xp.permute_dims(a, perm), batch_shape + (n,))
 
     rows = rows_of(x)
-    valid = xp.ones(rows.shape, dtype=xp.bool, device=_device(x)) if where is None else rows_of(where)
+    valid = xp.ones(rows.shape, dtype=xp.bool, device=device_of(x)) if where is None else rows_of(where)
     return batch_shape, rows, valid
 
 
-def _from_rows(xp, y, shape, axes):
-    """Inverse of ``_to_rows`` for an unreduced result."""
+def from_rows(xp, y, shape, axes):
+    """Inverse of ``to_rows`` for an unreduced result."""
     batch_axes = tuple(a for a in range(len(shape)) if a not in axes)
     perm = batch_axes + tuple(axes)
     y = xp.reshape(y, tuple(shape[a] for a in perm))
@@ -141,7 +141,7 @@ def _from_rows(xp, y, shape, axes):
 
 def _empty_result(xp, op, rows):
     if op == "logsumexp":
-        return xp.full(rows.shape[:-1], -math.inf, dtype=rows.dtype, device=_device(rows))
+        return xp.full(rows.shape[:-1], -math.inf, dtype=rows.dtype, device=device_of(rows))
     return rows  # no element to compute: an empty array of the right shape
 
 
@@ -154,15 +154,15 @@ def _empty_result(xp, op, rows):
 
 def three_pass(xp, op, x):
     """Pass 1: m = max x.  Pass 2: d = sum exp(x - m).  Pass 3: y = exp(x - m) / d."""
-    m = _safe_max(xp, x)
-    d = xp.sum(xp.exp(_subtract(xp, x, m)), axis=-1, keepdims=True)
+    m = safe_max(xp, x)
+    d = xp.sum(xp.exp(subtract(xp, x, m)), axis=-1, keepdims=True)
     return _max_based_result(xp, op, x, m, d, None)
 
 
 def three_pass_reload(xp, op, x):
     """As three-pass, but pass 2 stores exp(x - m) and pass 3 reloads it."""
-    m = _safe_max(xp, x)
-    stored = xp.exp(_subtract(xp, x, m))
+    m = safe_max(xp, x)
+    stored = xp.exp(subtract(xp, x, m))
     d = xp.sum(stored, axis=-1, keepdims=True)
     return _max_based_result(xp, op, x, m, d, stored)
 
@@ -181,8 +181,8 @@ def online(xp, op, x):
 def online_normaliser(xp, x):
     """The row's (m, d) (keepdims), merged from per-block pairs in a pairwise tree."""
     blocks = _blocks(xp, x, -math.inf)
-    m_b = _safe_max(xp, blocks)
-    d_b = xp.sum(xp.exp(_subtract(xp, blocks, m_b)), axis=-1, keepdims=True)
+    m_b = safe_max(xp, blocks)
+    d_b = xp.sum(xp.exp(subtract(xp, blocks, m_b)), axis=-1, keepdims=True)
     m, d = _tree_reduce(xp, _merge_max_sum, (-math.inf, 0.0), m_b[..., 0], d_b[..., 0])
     return m[..., None], d[..., None]
 
@@ -198,10 +198,10 @@ def two_pass(xp, op, x):
     (a max the kernels track inside pass 1).  For them x - max is exact for every entry
     that survives (Sterbenz's lemma), so the row stays exact.
     """
-    m = _safe_max(xp, x)
+    m = safe_max(xp, x)
     threshold = _large_logit(xp, x.dtype)
     shift = xp.where(xp.abs(m) >= threshold, m, xp.zeros_like(m))
-    z = _subtract(xp, x, shift)
+    z = subtract(xp, x, shift)
     p, n = _exp_parts(xp, z, threshold)
     n_b, p_b = _blocks(xp, n, -math.inf), _blocks(xp, p, 0.0)
     e_b = xp.max(n_b, axis=-1)
@@ -243,8 +243,8 @@ def _with_temperature(xp, op, run, rows, valid, clean, temperature):
     |m| near the range's end, of opposite signs), z = x / T - m / T: no cancellation
     there, and a large T brings it back into range.
     """
-    m = _safe_max(xp, clean)
-    shifted = _subtract(xp, clean, m)  # <= 0, or -inf
+    m = safe_max(xp, clean)
+    shifted = subtract(xp, clean, m)  # <= 0, or -inf
     finite = shifted > -math.inf
     overflowed = (clean > -math.inf) & ~finite
     zero = xp.zeros_like(shifted)
@@ -322,10 +322,10 @@ def _divide_overflowed(xp, x, m, temperature):
             return xp.full_like(x, -math.inf)
         if temperature > float(xp.finfo(x.dtype).max):  # T past the dtype's range is inf there
             return xp.zeros_like(x)
-        return _subtract(xp, x / temperature, m / temperature)
+        return subtract(xp, x / temperature, m / temperature)
     above = temperature > 1
     safe = xp.where(above, temperature, xp.ones_like(temperature))
-    return xp.where(above, _subtract(xp, x / safe, m / safe), -math.inf)
+    return xp.where(above, subtract(xp, x / safe, m / safe), -math.inf)
 
 
 def _multiply(xp, a, beta):
@@ -365,18 +365,18 @@ def _max_based_result(xp, op, x, m, d, stored):
     if op == "logsumexp":
         return xp.squeeze(m + xp.log(d), axis=-1)
     if op == "log_softmax":
-        return _subtract(xp, x, m) - xp.log(d)
-    exp_shifted = stored if stored is not None else xp.exp(_subtract(xp, x, m))
+        return subtract(xp, x, m) - xp.log(d)
+    exp_shifted = stored if stored is not None else xp.exp(subtract(xp, x, m))
     return exp_shifted / d
 
 
-def _safe_max(xp, x):
+def safe_max(xp, x):
     """The row max (keepdims), with an all -inf row's max taken as 0 so no -inf - -inf."""
     m = xp.max(x, axis=-1, keepdims=True)
     return xp.where(m == -math.inf, xp.zeros_like(m), m)
 
 
-def _subtract(xp, x, m):
+def subtract(xp, x, m):
     """x - m rounded as IEEE does (to -inf past the range), without raising an overflow.
 
     Halving is exact and commutes with rounding, so x - m overflows exactly when
@@ -448,7 +448,7 @@ def _merge_max_sum(xp, m1, d1, m2, d2):
     m = xp.maximum(m1, m2)
     both_empty = m == -math.inf
     m_safe = xp.where(both_empty, xp.zeros_like(m), m)
-    return m, d1 * xp.exp(_subtract(xp, m1, m_safe)) + d2 * xp.exp(_subtract(xp, m2, m_safe))
+    return m, d1 * xp.exp(subtract(xp, m1, m_safe)) + d2 * xp.exp(subtract(xp, m2, m_safe))
 
 
 def _blocks(xp, x, fill):
@@ -457,7 +457,7 @@ def _blocks(xp, x, fill):
     nblocks = -(-n // BLOCK)
     pad = nblocks * BLOCK - n
     if pad:
-        filler = xp.full(x.shape[:-1] + (pad,), fill, dtype=x.dtype, device=_device(x))
+        filler = xp.full(x.shape[:-1] + (pad,), fill, dtype=x.dtype, device=device_of(x))
         x = xp.concat([x, filler], axis=-1)
     return xp.reshape(x, x.shape[:-1] + (nblocks, BLOCK))
 
@@ -469,7 +469,7 @@ def _tree_reduce(xp, merge, identity, a, b):
     """
     while a.shape[-1] > 1:
         if a.shape[-1] % 2:
-            shape, dev = a.shape[:-1] + (1,), _device(a)
+            shape, dev = a.shape[:-1] + (1,), device_of(a)
             a = xp.concat([a, xp.full(shape, identity[0], dtype=a.dtype, device=dev)], axis=-1)
             b = xp.concat([b, xp.full(shape, identity[1], dtype=b.dtype, device=dev)], axis=-1)
         a, b = merge(xp, a[..., 0::2], b[..., 0::2], a[..., 1::2], b[..., 1::2])
@@ -538,7 +538,7 @@ def _overflow_to_inf(xp, y, dtype):
     return xp.where(y >= limit, math.inf, xp.where(y <= -limit, -math.inf, y))
 
 
-def _is_half(dtype):
+def is_half(dtype):
     """float16 or bfloat16, in any namespace (bfloat16 is ml_dtypes' on NumPy)."""
     return _dtype_name(dtype) in ("float16", "bfloat16")
 
@@ -547,7 +547,7 @@ def _dtype_name(dtype):
     return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
 
 
-def _device(x):
+def device_of(x):
     import array_api_compat
 
     return array_api_compat.device(x)
