@@ -1,11 +1,12 @@
 """The machine a report was measured on: CPU, caches, ISA in use, threads, versions."""
 
-import importlib
 import importlib.metadata
 import os
 import platform
 import socket
 import sys
+
+from softmaxlib import _native_loader as native
 
 #: Libraries whose versions are recorded when installed (distribution names).
 LIBRARIES = (
@@ -78,16 +79,9 @@ def usable_cpus():
 
 
 def native_info():
-    """``info()`` of the NumPy native backend, or why it is unavailable."""
+    """``info()`` of the native kernels, or why they are unavailable."""
     try:
-        native = importlib.import_module("softmaxlib._backends.numpy_native")
-    except ImportError as exc:
-        return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
-    info = getattr(native, "info", None)
-    if info is None:
-        return {"available": False, "reason": "numpy_native has no info()"}
-    try:
-        return dict(info())
+        return dict(native.info())
     except Exception as exc:  # noqa: BLE001 - the report states it instead of failing
         return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
 

@@ -9,6 +9,7 @@ binary: 1K = 2^10 elements).
 import dataclasses
 import re
 
+from softmaxlib import _native_loader as native
 from softmaxlib._bench.machine import usable_cpus
 
 ALL_DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -53,13 +54,8 @@ def split_list(text):
 
 
 def default_threads():
-    """The native kernels' default thread count (the usable CPUs if unknown)."""
-    try:
-        from softmaxlib._backends import numpy_native
-
-        return int(numpy_native.get_num_threads())
-    except (ImportError, AttributeError):
-        return usable_cpus()
+    """The native kernels' default thread count (the usable CPUs without the extension)."""
+    return native.get_num_threads() if native.kernels is not None else usable_cpus()
 
 
 @dataclasses.dataclass

@@ -12,6 +12,8 @@ import importlib.util
 
 import numpy as np
 
+from softmaxlib import _native_loader as native
+
 
 class Unavailable(Exception):
     """This peer cannot run here (not installed, dtype unsupported)."""
@@ -110,16 +112,9 @@ def threads_set_to(n):
     the previous settings are restored afterwards.
     """
     restore = []
-    try:
-        from softmaxlib._backends import numpy_native
-    except ImportError:
-        numpy_native = None
-    get = getattr(numpy_native, "get_num_threads", None)
-    set_ = getattr(numpy_native, "set_num_threads", None)
-    if get is not None and set_ is not None:
-        previous = get()
-        set_(n)
-        restore.append(lambda: set_(previous))
+    previous = native.get_num_threads()
+    native.set_num_threads(n)
+    restore.append(lambda: native.set_num_threads(previous))
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -134,10 +129,5 @@ def threads_set_to(n):
 
 
 def native_threads():
-    """The native kernels' current thread count, or None where not settable."""
-    try:
-        from softmaxlib._backends import numpy_native
-    except ImportError:
-        return None
-    get = getattr(numpy_native, "get_num_threads", None)
-    return get() if get else None
+    """The native kernels' current thread count (1 without the extension)."""
+    return native.get_num_threads()
