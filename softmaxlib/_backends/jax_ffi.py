@@ -10,8 +10,9 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
   softmax ``y (t - sum t y)``, log_softmax ``t - sum t e^y``, logsumexp
   ``sum t softmax(x)``; the rules are differentiable again (second order);
 * ``vmap`` adds leading batch axes (``vmap_method="broadcast_all"``);
-* ``lax.platform_dependent`` picks the custom call on CPU and the generic reference
-  elsewhere, also under a ``jit`` that does not know its device yet;
+* ``lax.platform_dependent`` picks the custom call on CPU and the generic fast path
+  (``softmaxlib._backends.generic``) elsewhere, also under a ``jit`` that does not
+  know its device yet;
 * the targets are registered as batch partitionable: with several CPU devices an
   input sharded over batch axes runs shard-locally; one whose type shows a
   reduced axis sharded (an explicit sharding) runs per shard under ``shard_map``
@@ -25,7 +26,7 @@ the adaptive beta (``_with_jvp_t``). Inputs sharded along a reduced axis are gat
 by XLA before it (no per-shard accumulators for a temperature).
 
 If the extension was built without the XLA FFI headers, or JAX is missing,
-``compute`` returns ``NotImplemented`` and the reference runs.
+``compute`` returns ``NotImplemented`` and the generic path runs.
 """
 
 import functools
@@ -87,6 +88,7 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     if dtype.name not in _DTYPES:
         return NotImplemented
     row = math.prod(x.shape[a] for a in axes)
+    requested = algorithm
     if algorithm == "auto":  # numpy_native's choice: the same kernels, the same crossovers
         itemsize = np.dtype(dtype).itemsize
         algorithm = numpy_native.auto_algorithm(op, np.dtype(dtype), row * itemsize,
@@ -99,13 +101,19 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     def ours(x, where):
         return _native(op, _ALGORITHMS[algorithm], x, axes, where)
 
-    def reference(x, where):
+    def generic(x, where):  # other platforms: the generic path, or the reference for
+        # what it leaves ("online", "two-pass")
         import array_api_compat
 
-        xp = array_api_compat.array_namespace(x)
-        return _reference.compute(xp, op, x, axes, where, algorithm)
+        from softmaxlib._backends import generic
 
-    return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
+        result = generic.compute(op, x, axes, where, requested)
+        if result is NotImplemented:
+            xp = array_api_compat.array_namespace(x)
+            result = _reference.compute(xp, op, x, axes, where, algorithm)
+        return result
+
+    return jax.lax.platform_dependent(x, where, cpu=ours, default=generic)
 
 
 def softmax_topk(x, k, axis, where):
