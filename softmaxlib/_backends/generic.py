@@ -63,7 +63,9 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     """
     if op not in OPERATIONS or algorithm not in ALGORITHMS or not axes:
         return NotImplemented
-    xp = array_api_compat.array_namespace(x)
+    xp = _namespace(type(x))
+    if xp is None:
+        xp = _NAMESPACES[type(x)] = array_api_compat.array_namespace(x)
     out_dtype = x.dtype
     if _is_half(out_dtype):
         x = xp.astype(x, xp.float32)
@@ -79,6 +81,11 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     return result
 
 
+# Array type -> its namespace: array_namespace's search costs more than a small call.
+_NAMESPACES = {}
+_namespace = _NAMESPACES.get
+
+
 def _ordinary_rows(xp, op, x, axes, where, scale):
     """The plain computation, or None if some row needs the special values (or if
     that cannot be known without tracing a branch)."""
@@ -88,10 +95,13 @@ def _ordinary_rows(xp, op, x, axes, where, scale):
     if array_api_compat.is_dask_array(m):  # bool() would compute the graph here
         return None
     try:
-        special = bool(xp.any(~xp.isfinite(m)))
+        # One reduction and one read: a NaN or infinite row max makes the sum NaN or
+        # infinite (so may finite maxima near the range's end: they take the other form).
+        ordinary = bool(xp.isfinite(xp.sum(m)))  # (bool of a bool array: torch's
+        # float() of an array that requires grad would warn)
     except (TypeError, RuntimeError, ValueError):  # a JAX tracer, a torch.func batch, ...
         return None
-    if special:
+    if not ordinary:
         return None
     z = _shift(x, m, scale)
     if op == "softmax":
