@@ -31,8 +31,9 @@ class Backend:
     name: str
     #: Is ``xp`` this library's namespace?
     is_namespace: object
-    #: Module implementing its fast path (``GENERIC`` where there is no native one).
-    fast_path_module: str
+    #: Module implementing its fast path; ``GENERIC`` (or None) where there is no
+    #: native one.
+    fast_path_module: str | None
     #: The floating dtypes softmaxlib computes on it (others are promoted or refused).
     dtypes: tuple
     #: The library's transformations that softmaxlib's functions work under.
@@ -45,6 +46,9 @@ class Backend:
     distribution: str = ""
     #: Anything else a user should know, in words.
     notes: str = ""
+    #: Where the library has devices the native path does not run on: the devices it
+    #: does run on (the others take the generic path).
+    native_devices: str | None = None
 
 
 #: The generic fast path: for every namespace without a native one.
@@ -69,8 +73,8 @@ BACKENDS = (
         transformations=("jit", "vmap", "grad", "jvp", "sharding"),
         threads="XLA's intra-op thread pool, capped by softmaxlib's thread setting",
         distribution="jax",
-        notes="the native kernels as an XLA FFI custom call on CPU (the generic path on "
-        "other platforms); float64 needs jax_enable_x64",
+        notes="the native kernels as an XLA FFI custom call; float64 needs jax_enable_x64",
+        native_devices="CPU",
     ),
     Backend(
         "cupy",
@@ -89,7 +93,6 @@ BACKENDS = (
         ("float16", "bfloat16", "float32", "float64"),
         transformations=("autograd",),
         distribution="torch",
-        notes="the generic path on every device",
     ),
     Backend(
         "dask",
@@ -136,7 +139,9 @@ def fast_path(xp):
 @functools.cache
 def _fast_path_module(xp):
     backend = backend_for(xp)
-    return importlib.import_module(GENERIC if backend is None else backend.fast_path_module)
+    if backend is None or backend.fast_path_module is None:
+        return generic_path()
+    return importlib.import_module(backend.fast_path_module)
 
 
 def generic_path():
