@@ -18,8 +18,9 @@ import os
 # Before anything imports SciPy (its array-API dispatch is read once, at import) or
 # starts a thread pool.
 os.environ["SCIPY_ARRAY_API"] = "1"
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SOFTMAXLIB_NUM_THREADS"):
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
+os.environ["SOFTMAXLIB_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
@@ -71,7 +72,8 @@ def report(title, rows):
         cells = [f"{ours} {medians[ours] * 1e3:7.3f} ms"]
         for other in others:
             if other in medians:
-                cells.append(f"{other} {medians[other] * 1e3:7.3f} ms (ours/{other} {medians[ours] / medians[other]:.3f})")
+                ratio = medians[ours] / medians[other]
+                cells.append(f"{other} {medians[other] * 1e3:7.3f} ms (ours/{other} {ratio:.3f})")
         print(f"  {op:12s} " + " | ".join(cells))
 
 
@@ -89,7 +91,8 @@ def strict_section(values, rounds):
             "by hand": lambda op=op: hand[op](x),
             "scipy": lambda op=op: getattr(scipy.special, op)(x, axis=-1),
         }
-        rows.append((op, interleaved_medians(contenders, rounds), "softmaxlib", ["by hand", "scipy"]))
+        medians = interleaved_medians(contenders, rounds)
+        rows.append((op, medians, "softmaxlib", ["by hand", "scipy"]))
     report(f"array-api-strict {array_api_version(xp)}, float32 {values.shape}", rows)
 
 
@@ -99,7 +102,11 @@ def torch_section(values, rounds):
 
     torch.set_num_threads(1)
     t = torch.from_numpy(values)
-    torch_ops = {"softmax": torch.softmax, "log_softmax": torch.log_softmax, "logsumexp": torch.logsumexp}
+    torch_ops = {
+        "softmax": torch.softmax,
+        "log_softmax": torch.log_softmax,
+        "logsumexp": torch.logsumexp,
+    }
     rows = []
     for op in ("softmax", "log_softmax", "logsumexp"):
         ours = getattr(softmaxlib, op)
@@ -108,8 +115,23 @@ def torch_section(values, rounds):
             "torch": lambda op=op: torch_ops[op](t, -1),
             "scipy": lambda op=op: getattr(scipy.special, op)(t, axis=-1),
         }
-        rows.append((op, interleaved_medians(contenders, rounds), "softmaxlib", ["torch", "scipy"]))
-    report(f"torch {torch.__version__} CPU tensor (1 thread; informational), float32 {values.shape}", rows)
+        medians = interleaved_medians(contenders, rounds)
+        rows.append((op, medians, "softmaxlib", ["torch", "scipy"]))
+    title = f"torch {torch.__version__} CPU tensor (1 thread; informational), "
+    title += f"float32 {values.shape}"
+    report(title, rows)
+
+
+def cpu_model():
+    """The CPU's model name (Linux), else the platform's word for it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def array_api_version(xp):
@@ -125,9 +147,11 @@ def main():
         parser.error("--rounds must be at least 21")
     import scipy
 
-    print(f"generic path bar: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"numpy {np.__version__}, scipy {scipy.__version__}, softmaxlib {softmaxlib.__version__}; "
-          f"medians of {args.rounds} interleaved rounds")
+    print(
+        f"generic path bar: {cpu_model()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
+        f"scipy {scipy.__version__}, softmaxlib {softmaxlib.__version__}; "
+        f"medians of {args.rounds} interleaved rounds"
+    )
     values = np.random.default_rng(0).standard_normal(tuple(args.shape)).astype(np.float32)
     strict_section(values, args.rounds)
     torch_section(values, args.rounds)

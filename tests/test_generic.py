@@ -83,7 +83,8 @@ def test_other_algorithms_run_the_reference(algorithm):
 @pytest.mark.parametrize("temperature", ["adaptive", math.inf, 1e-320, 1e308])
 def test_temperatures_it_leaves_to_the_reference(temperature):
     x = np.array([[1.0, 2.0]])
-    assert generic.compute("softmax", x, (1,), None, "auto", temperature=temperature) is NotImplemented
+    result = generic.compute("softmax", x, (1,), None, "auto", temperature=temperature)
+    assert result is NotImplemented
 
 
 @pytest.mark.parametrize("library", ["numpy", "array_api_strict", "torch", "jax.numpy"])
@@ -141,7 +142,8 @@ def test_gradients_stay_finite_in_special_rows_jax():
 
             def loss(x, function=function):
                 y = function(x, where=where)
-                return jnp.sum(jnp.where(jnp.isfinite(y), y, 0.0) * jnp.arange(1.0, 1.0 + y.size).reshape(y.shape))
+                weights = jnp.arange(1.0, 1.0 + y.size).reshape(y.shape)
+                return jnp.sum(jnp.where(jnp.isfinite(y), y, 0.0) * weights)
 
             g = jax.grad(loss)(x)
             assert bool(jnp.all(jnp.isfinite(g))), (function.__name__, g)
@@ -167,7 +169,9 @@ def test_jax_off_cpu_takes_it(monkeypatch):
     calls = _spy(monkeypatch)
     x = jnp.ones((4, 50), jnp.float32)
     checks = [jax.export.DisabledSafetyCheck.custom_call("softmaxlib_compute")]
-    exported = jax.export.export(jax.jit(softmaxlib.softmax), platforms=["cuda"], disabled_checks=checks)(x)
+    jitted = jax.jit(softmaxlib.softmax)
+    export = jax.export.export(jitted, platforms=["cuda"], disabled_checks=checks)
+    exported = export(x)
     assert "softmaxlib_compute" not in exported.mlir_module()
     assert ("jax", True) in calls
 

@@ -22,12 +22,12 @@ PyTorch and JAX do, which tests/test_generic.py checks).  So one look at the row
 (a batch-sized array) tells whether any row needs more.  If none does, the plain
 computation above is the whole call.  If one does, or the check cannot be made (a JAX
 tracer under ``jit`` or ``grad``, a ``torch.func.vmap`` batch, a Dask array that the
-test would compute), the call runs the branch-free form (``_with_special_rows``): the same computation on the row with NaN,
-+inf and masked entries set to -inf, then the contract's values written into the rows
-that need them.  Those values are closed-form (1/count or -log count on the +inf
-entries, NaN, 0, -inf), the reference's rules for them, so the reference itself is not
-called; gradients stay finite in every row (no inf - inf or 0/0 is formed, even in a
-branch a ``where`` discards).
+test would compute), the call runs the branch-free form (``_with_special_rows``): the
+same computation on the row with NaN, +inf and masked entries set to -inf, then the
+contract's values written into the rows that need them.  Those values are closed-form
+(1/count or -log count on the +inf entries, NaN, 0, -inf), the reference's rules for
+them, so the reference itself is not called; gradients stay finite in every row (no
+inf - inf or 0/0 is formed, even in a branch a ``where`` discards).
 
 ``x - m`` past the range (|x| and |m| near the largest finite number, of opposite
 signs) rounds to -inf, which is the right result for every op: its exp is 0, and
@@ -36,10 +36,11 @@ overflow, so the work runs under ``np.errstate(all="ignore")`` (and so a discard
 branch's NaN never warns either); other namespaces do not warn.
 
 float16 and bfloat16 are computed in float32 and rounded once.  A temperature T, a
-number or one per row, becomes z = (x/2 - m/2) (2/T): halving is exact and keeps the
-subtraction in range, so that a large T brings an x - m past the range back, and the
-three roundings are the oracle's allowance.  An adaptive temperature, and a T whose
-2/T is not a normal number of the dtype, return ``NotImplemented``.
+number or one per row, becomes z = (x/2 - m/2) (2/T): halving is exact (but for
+subnormal x, by far less than the tolerance) and keeps the subtraction in range, so
+that a large T brings an x - m past the range back, and the three roundings are the
+oracle's allowance.  An adaptive temperature, and a T whose 2/T is not a normal
+number of the dtype, return ``NotImplemented``.
 """
 
 import math
@@ -167,7 +168,8 @@ def _with_special_rows(xp, op, x, axes, where, scale):
         shared, left_out = xp.where(posinf, 1 / count, xp.zeros_like(result)), 0.0
     else:
         result = z - xp.log(total)
-        shared, left_out = xp.where(posinf, -xp.log(count), xp.full_like(result, -math.inf)), -math.inf
+        shared = xp.where(posinf, -xp.log(count), xp.full_like(result, -math.inf))
+        left_out = -math.inf
     result = xp.where(has_posinf, shared, result)
     all_neginf = empty & ~has_posinf
     if where is not None:
