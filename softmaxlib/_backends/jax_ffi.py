@@ -101,7 +101,7 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     def ours(x, where):
         return _native(op, _ALGORITHMS[algorithm], x, axes, where)
 
-    def generic(x, where):  # other platforms: the generic path, or the reference for
+    def elsewhere(x, where):  # other platforms: the generic path, or the reference for
         # what it leaves ("online", "two-pass")
         import array_api_compat
 
@@ -113,7 +113,7 @@ def compute(op, x, axes, where, algorithm, temperature=None):
             result = _reference.compute(xp, op, x, axes, where, algorithm)
         return result
 
-    return jax.lax.platform_dependent(x, where, cpu=ours, default=generic)
+    return jax.lax.platform_dependent(x, where, cpu=ours, default=elsewhere)
 
 
 def softmax_topk(x, k, axis, where):
