@@ -21,10 +21,10 @@ makes it NaN (the Array API standard says max propagates NaN; NumPy, array-api-s
 PyTorch and JAX do, which tests/test_generic.py checks).  So one look at the row maxima
 (a batch-sized array) tells whether any row needs more.  If none does, the plain
 computation above is the whole call.  If one does, or the check cannot be made (a JAX
-tracer under ``jit`` or ``grad``, a ``torch.func.vmap`` batch, a Dask array that the
-test would compute), the call runs the branch-free form (``_with_special_rows``): the
-same computation on the row with NaN, +inf and masked entries set to -inf, then the
-contract's values written into the rows that need them.  Those values are closed-form
+tracer under ``jit`` or ``grad``, a ``torch.func.vmap`` batch), the call runs the
+branch-free form (``_with_special_rows``): the same computation on the row with NaN,
++inf and masked entries set to -inf, then the contract's values written into the rows
+that need them.  Those values are closed-form
 (1/count or -log count on the +inf entries, NaN, 0, -inf), the reference's rules for
 them, so the reference itself is not called; gradients stay finite in every row (no
 inf - inf or 0/0 is formed, even in a branch a ``where`` discards).
@@ -59,10 +59,14 @@ def compute(op, x, axes, where, algorithm, temperature=None):
 
     The contract of :func:`softmaxlib._reference.compute` without ``xp``; returns
     ``NotImplemented`` for what this path leaves to the reference: other ops (the
-    StableMax pair), "online" and "two-pass", ``axes=()`` and the temperatures named
-    in the module's docstring.
+    StableMax pair), "online" and "two-pass", ``axes=()``, the temperatures named in
+    the module's docstring, and Dask arrays (see ``dask_chunked``).
     """
     if op not in OPERATIONS or algorithm not in ALGORITHMS or not axes:
+        return NotImplemented
+    if array_api_compat.is_dask_array(x):
+        # Lazy: its NumPy chunks are computed later, outside the errstate below, and
+        # would warn of an x - m past the range; the reference never forms one.
         return NotImplemented
     xp = _namespace(type(x))
     if xp is None:
@@ -93,8 +97,6 @@ def _ordinary_rows(xp, op, x, axes, where, scale):
     if where is not None:
         x = xp.where(where, x, -math.inf)
     m = xp.max(x, axis=axes, keepdims=True)
-    if array_api_compat.is_dask_array(m):  # bool() would compute the graph here
-        return None
     # One small reduction and one read: a NaN or infinite row max makes the sum NaN or
     # infinite (so may many finite maxima near the range's end: they take the other
     # form).  bool() of a bool array: torch warns of float() where x requires grad.
