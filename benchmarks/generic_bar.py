@@ -8,8 +8,9 @@ on the same array, and against max/exp/sum/divide written by hand in the same
 namespace; then PyTorch CPU tensors through the same path against torch's own
 functions (informational: PyTorch's native path is separate work).
 
-Each round runs every contender once, in a rotating order (interleaved rounds, so that
-a slow spell of the machine hits all alike); the table gives medians in ms and the
+Each round runs every contender once, in a new random order (interleaved rounds, so
+that a slow spell of the machine, or what one contender leaves in the allocator, hits
+all alike); the table gives medians in ms and the
 ratios ours / theirs (the bar: softmax at most 1.1x SciPy and 1.15x by hand).
 """
 
@@ -24,6 +25,7 @@ os.environ["SOFTMAXLIB_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -38,9 +40,12 @@ def interleaved_medians(contenders, rounds):
     for fn in contenders.values():  # warm-up (first-call costs, caches)
         fn()
     times = {name: [] for name in names}
-    for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+    order = random.Random(0)
+    for _ in range(rounds):
+        # A new order each round: what one contender leaves behind (SciPy's logsumexp
+        # frees many large temporaries) then falls on each of the others alike.
+        order.shuffle(names)
+        for name in names:
             t = time.perf_counter()
             contenders[name]()
             times[name].append(time.perf_counter() - t)
