@@ -2,8 +2,9 @@
 
 softmax, log_softmax and logsumexp (with an optional temperature), and the rest of
 the family: softmax_topk, stablemax and log_stablemax.  Each checks its arguments,
-runs the fast path of the input's namespace (``softmaxlib._backends``) and falls back
-to the generic Array-API reference when there is none or it returns NotImplemented.
+runs the fast path of the input's namespace (``softmaxlib._backends``), then the
+generic fast path when a native one returns NotImplemented, and the Array-API
+reference when that returns NotImplemented too (or under ``reference_only``).
 """
 
 import contextlib
@@ -376,6 +377,12 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
         temperature = _check_temperature(xp, temperature, x, axes)
         if fast is not None and math.prod(x.shape) > 0:
             result = fast.compute(op, x, axes, where, algorithm, temperature=temperature)
+    if result is NotImplemented and fast is not None and math.prod(x.shape) > 0:
+        # What a native path leaves (no build, a dtype or temperature it lacks) runs
+        # generically before it runs the reference.
+        generic = _backends.generic_path()
+        if fast is not generic:
+            result = generic.compute(op, x, axes, where, algorithm, temperature=temperature)
     if result is NotImplemented:
         with _quiet_numpy(xp):
             if op in _reference.stablemax.OPERATIONS:

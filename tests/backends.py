@@ -151,6 +151,8 @@ CASES = [
         _to_float64,
         negative_strides=False,
     ),
+    # array-api-strict and torch have no native path: these two run the generic one
+    # (softmaxlib._backends.generic).
     BackendCase("torch", ("torch",), ALL_DTYPES, _torch_from, _torch_to, negative_strides=False),
     BackendCase("jax", ("jax",), ALL_DTYPES, _jax_from, _to_float64, context=_jax_x64, jit=True),
     BackendCase("dask", ("dask",), ALL_DTYPES, _dask_from, _dask_to),
@@ -210,4 +212,25 @@ CASES.append(
 @contextlib.contextmanager
 def _jax_reference():
     with _jax_x64(), softmaxlib._backends.reference_only():
+        yield
+
+
+# The generic fast path on JAX, forced (JAX takes it off the CPU): eager in the matrix,
+# under jax.jit (the branch-free form) in the family suite and the long rows.
+CASES.append(
+    BackendCase(
+        "jax-generic",
+        ("jax",),
+        ALL_DTYPES,
+        _jax_from,
+        _to_float64,
+        context=lambda: _jax_generic(),
+        jit=True,
+    )
+)
+
+
+@contextlib.contextmanager
+def _jax_generic():
+    with _jax_x64(), softmaxlib._backends.generic_only():
         yield

@@ -3,7 +3,9 @@
 In the manner of SciPy's ``_support_alternative_backends``: each array library that
 has a fast path is named once in ``BACKENDS``, with the module that implements it and
 what it can do.  ``fast_path(xp)`` looks the table up for an input's namespace; a
-namespace with no entry (or whose fast path is switched off) runs the reference.
+namespace with no entry gets the generic fast path (``GENERIC``, built from the
+namespace's own operations), and where fast paths are switched off
+(``reference_only``) the reference runs.
 
 A fast-path module defines ``compute(op, x, axes, where, algorithm, temperature=None)``
 with the contract of :func:`softmaxlib._reference.compute` (minus the ``xp``
@@ -29,7 +31,8 @@ class Backend:
     name: str
     #: Is ``xp`` this library's namespace?
     is_namespace: object
-    #: Module implementing its fast path, or None: the generic reference only.
+    #: Module implementing its fast path; ``GENERIC`` (or None) where there is no
+    #: native one.
     fast_path_module: str | None
     #: The floating dtypes softmaxlib computes on it (others are promoted or refused).
     dtypes: tuple
@@ -43,7 +46,13 @@ class Backend:
     distribution: str = ""
     #: Anything else a user should know, in words.
     notes: str = ""
+    #: Where the library has devices the native path does not run on: the devices it
+    #: does run on (the others take the generic path).
+    native_devices: str | None = None
 
+
+#: The generic fast path: for every namespace without a native one.
+GENERIC = "softmaxlib._backends.generic"
 
 BACKENDS = (
     Backend(
@@ -64,8 +73,8 @@ BACKENDS = (
         transformations=("jit", "vmap", "grad", "jvp", "sharding"),
         threads="XLA's intra-op thread pool, capped by softmaxlib's thread setting",
         distribution="jax",
-        notes="the native kernels as an XLA FFI custom call on CPU (the reference on other "
-        "platforms); float64 needs jax_enable_x64",
+        notes="the native kernels as an XLA FFI custom call; float64 needs jax_enable_x64",
+        native_devices="CPU",
     ),
     Backend(
         "cupy",
@@ -80,7 +89,7 @@ BACKENDS = (
     Backend(
         "torch",
         array_api_compat.is_torch_namespace,
-        None,
+        GENERIC,
         ("float16", "bfloat16", "float32", "float64"),
         transformations=("autograd",),
         distribution="torch",
@@ -99,7 +108,7 @@ BACKENDS = (
     Backend(
         "array-api-strict",
         array_api_compat.is_array_api_strict_namespace,
-        None,
+        GENERIC,
         ("float32", "float64"),
         distribution="array-api-strict",
         notes="the Array API standard's own test namespace",
@@ -107,6 +116,7 @@ BACKENDS = (
 )
 
 _disabled = contextvars.ContextVar("softmaxlib_fast_paths_disabled", default=False)
+_generic_forced = contextvars.ContextVar("softmaxlib_generic_forced", default=False)
 
 
 def backend_for(xp):
@@ -121,6 +131,8 @@ def fast_path(xp):
     """The fast-path module for namespace ``xp``, or None to run the reference."""
     if _disabled.get():
         return None
+    if _generic_forced.get():
+        return generic_path()
     return _fast_path_module(xp)
 
 
@@ -128,8 +140,13 @@ def fast_path(xp):
 def _fast_path_module(xp):
     backend = backend_for(xp)
     if backend is None or backend.fast_path_module is None:
-        return None
+        return generic_path()
     return importlib.import_module(backend.fast_path_module)
+
+
+def generic_path():
+    """The generic fast-path module (what a fast path's ``NotImplemented`` falls back to)."""
+    return importlib.import_module(GENERIC)
 
 
 @contextlib.contextmanager
@@ -140,3 +157,14 @@ def reference_only():
         yield
     finally:
         _disabled.reset(token)
+
+
+@contextlib.contextmanager
+def generic_only():
+    """Within this block every namespace takes the generic fast path, native or not
+    (tests, benchmarks); ``reference_only`` inside it still wins."""
+    token = _generic_forced.set(True)
+    try:
+        yield
+    finally:
+        _generic_forced.reset(token)
