@@ -60,10 +60,10 @@ def test_generic_only_forces_it_and_reference_only_wins(monkeypatch):
 
 def test_a_native_paths_not_implemented_runs_it(monkeypatch):
     """What a native path leaves runs generically (here: NumPy without its extension)."""
-    from softmaxlib._backends import numpy_native
+    from softmaxlib import _native_loader
 
     calls = _spy(monkeypatch)
-    monkeypatch.setattr(numpy_native, "_kernels", None)
+    monkeypatch.setattr(_native_loader, "kernels", None)
     x = np.array([[1.0, 2.0, 3.0], [0.0, -np.inf, np.inf]])
     y = softmaxlib.log_softmax(x)
     assert calls == [("numpy", True)]

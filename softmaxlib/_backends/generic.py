@@ -211,14 +211,18 @@ def _scale(xp, x, axes, temperature):
         scale = 2.0 / temperature
         return (scale, 1.0 / temperature) if low <= scale <= high else NotImplemented
     keepdims = tuple(1 if a in axes else s for a, s in enumerate(x.shape))
-    t = xp.reshape(xp.astype(temperature, x.dtype), keepdims)
+    # Checked in the temperature's own dtype (it may be wider than x's): cast first, a
+    # huge T would overflow to inf and a tiny one round to 0.
+    t = xp.reshape(temperature, keepdims)
     with np.errstate(all="ignore"):
         scale = 2.0 / t
         try:
             usable = bool(xp.all((scale >= low) & (scale <= high)))
         except (TypeError, RuntimeError):  # traced: cannot be checked, the reference runs
             return NotImplemented
-    return (scale, 1.0 / t) if usable else NotImplemented
+    if not usable:
+        return NotImplemented
+    return xp.astype(scale, x.dtype), xp.astype(1.0 / t, x.dtype)
 
 
 def _reduced(xp, a, axes):
