@@ -365,6 +365,11 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     if algorithm not in ALGORITHMS:
         msg = f"unknown algorithm {algorithm!r}; valid names are {', '.join(map(repr, ALGORITHMS))}"
         raise ValueError(msg)
+    if type(x) is not np.ndarray and _backends.torch_compiling():
+        result = _backends.torch_traced(op, x, _normalize_axes(axis, x.ndim), where, algorithm, keepdims,
+                                        temperature)
+        if result is not NotImplemented:
+            return result
     x, mask, where = _unmask(x, where)
     xp, x, shape, axes, where = _prepare(x, axis, where, xp)
 
@@ -731,8 +736,8 @@ def _temperature_array(xp, temperature, x, axes):
         raise TypeError(msg)
     checked = _check_positive(given_xp, given)
     dtype = xp.float32 if _reference.is_half(x.dtype) else x.dtype
-    if given_xp is xp and xp is _NUMPY:
-        t = given
+    if given_xp is xp and (xp is _NUMPY or array_api_compat.device(given) == array_api_compat.device(x)):
+        t = given  # (asarray of a tensor that requires grad would warn)
     else:
         with np.errstate(all="ignore"):  # a narrowing conversion may round to 0 or inf
             try:

@@ -20,6 +20,7 @@ import contextvars
 import dataclasses
 import functools
 import importlib
+import sys
 
 import array_api_compat
 
@@ -89,10 +90,15 @@ BACKENDS = (
     Backend(
         "torch",
         array_api_compat.is_torch_namespace,
-        GENERIC,
+        "softmaxlib._backends.torch_native",
         ("float16", "bfloat16", "float32", "float64"),
-        transformations=("autograd",),
+        transformations=("autograd", "torch.compile", "vmap", "grad"),
+        threads="softmaxlib's pool, following torch.get_num_threads() unless softmaxlib's "
+        "own setting was given; GIL released",
         distribution="torch",
+        notes="native SIMD kernels on the tensor's own memory; the custom op softmaxlib::compute "
+        "for autograd, torch.compile and torch.func",
+        native_devices="CPU",
     ),
     Backend(
         "dask",
@@ -168,3 +174,19 @@ def generic_only():
         yield
     finally:
         _generic_forced.reset(token)
+
+
+def torch_compiling():
+    """Is ``torch.compile`` tracing this call?  (False, at no cost, where torch was never
+    imported.)"""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.compiler.is_compiling()
+
+
+def torch_traced(op, x, axes, where, algorithm, keepdims, temperature):
+    """The call under ``torch.compile``: the PyTorch path's ``traced``, or
+    NotImplemented where the ordinary path runs.  (``reference_only`` and
+    ``generic_only`` are not seen here: Dynamo cannot read a context variable.)"""
+    from softmaxlib._backends import torch_native  # (Dynamo follows an import statement)
+
+    return torch_native.traced(op, x, axes, where, algorithm, keepdims, temperature)
