@@ -176,17 +176,32 @@ def generic_only():
         _generic_forced.reset(token)
 
 
+#: The PyTorch path; ``torch_traced`` finds it in ``sys.modules`` (Dynamo cannot
+#: trace an import), so ``torch_compiling`` imports it at the first eager call.
+TORCH_PATH = "softmaxlib._backends.torch_native"
+
+
 def torch_compiling():
     """Is ``torch.compile`` tracing this call?  (False, at no cost, where torch was never
-    imported.)"""
+    imported.)  Outside a trace, with torch imported, it makes sure the PyTorch path
+    (and its custom op) is loaded for a later trace."""
     torch = sys.modules.get("torch")
-    return torch is not None and torch.compiler.is_compiling()
+    if torch is None:
+        return False
+    if torch.compiler.is_compiling():
+        return True
+    if TORCH_PATH not in sys.modules:
+        importlib.import_module(TORCH_PATH)
+    return False
 
 
 def torch_traced(op, x, axes, where, algorithm, keepdims, temperature):
     """The call under ``torch.compile``: the PyTorch path's ``traced``, or
-    NotImplemented where the ordinary path runs.  (``reference_only`` and
-    ``generic_only`` are not seen here: Dynamo cannot read a context variable.)"""
-    from softmaxlib._backends import torch_native  # (Dynamo follows an import statement)
-
+    NotImplemented where the ordinary path runs (also where no eager call has loaded
+    the PyTorch path yet, and softmaxlib was imported before torch).
+    ``reference_only`` and ``generic_only`` are not seen here: Dynamo cannot read a
+    context variable."""
+    torch_native = sys.modules.get(TORCH_PATH)
+    if torch_native is None:
+        return NotImplemented
     return torch_native.traced(op, x, axes, where, algorithm, keepdims, temperature)
