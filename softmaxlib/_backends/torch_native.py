@@ -18,7 +18,8 @@ Two routes lead there:
   ``_functorch_differentiates``).
 
 The backward is written with torch ops (so it is itself differentiable: second
-order works): softmax's VJP ``y (g - sum g y)``; log_softmax's
+order works): softmax's VJP ``y (g - sum g y)`` (over one axis torch's own fused
+``_softmax_backward_data``); log_softmax's
 ``(g - sum g) - expm1(y) sum g`` (``exp(y) sum g`` would round a confident row's
 gradient to 0 in float32); logsumexp's ``g softmax(x)``, the softmax being this
 op again.  With a temperature T the op is of ``z = x / T``: ``dx = dz / T`` and, for
@@ -119,7 +120,8 @@ def _direct(function, op, x, axes, where, algorithm, temperature):
 
 def _as_numpy(t):
     """A NumPy view of a CPU tensor: its memory and strides, no copy."""
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if t.is_neg():
         t = t.resolve_neg()
     if t.dtype == torch.bfloat16:
@@ -209,6 +211,8 @@ def _backward(ctx, g):
     if op == "logsumexp":  # g softmax(x / T), the softmax by this op (differentiable)
         y = _compute_op(x, "softmax", list(axes), where, ctx.algorithm, ctx.t_scalar, t_rows)
         dz = _unsqueeze(g, axes) * y
+    elif op == "softmax" and len(axes) == 1:  # torch's own fused pass pair, differentiable
+        dz = torch._softmax_backward_data(g, y, axes[0], y.dtype)
     elif op == "softmax":
         dz = y * (g - (g * y).sum(axes, keepdim=True))
     else:
