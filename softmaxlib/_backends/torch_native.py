@@ -17,8 +17,10 @@ Two routes lead there:
   ``torch.func.grad`` / ``jvp`` the generic path's torch ops run instead (see
   ``_functorch_differentiates``).
 
-The backward is written with torch ops (so it is itself differentiable: second
-order works): softmax's VJP ``y (g - sum g y)`` (over one axis torch's own fused
+The backward runs the native backward kernels (``numpy_backward``: one fused pass
+pair per row) where it is not itself differentiated or traced.  Where it is
+(``create_graph``, ``torch.compile``, ``torch.func``) it is written with torch ops,
+so that second order works: softmax's VJP ``y (g - sum g y)`` (over one axis torch's own fused
 ``_softmax_backward_data``); log_softmax's
 ``(g - sum g) - expm1(y) sum g`` (``exp(y) sum g`` would round a confident row's
 gradient to 0 in float32); logsumexp's ``g softmax(x)``, the softmax being this
@@ -208,6 +210,8 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, g):
     x, where, t_rows, y = ctx.saved_tensors
     op, axes = ctx.op, ctx.axes
+    if _native_backward_applies(g, y):
+        return _native_backward(ctx, g, x, where, t_rows, y)
     if op == "logsumexp":  # g softmax(x / T), the softmax by this op (differentiable)
         y = _compute_op(x, "softmax", list(axes), where, ctx.algorithm, ctx.t_scalar, t_rows)
         dz = _unsqueeze(g, axes) * y
@@ -231,6 +235,39 @@ def _backward(ctx, g):
         if ctx.needs_input_grad[6]:
             dzx = dz * x if where is None else torch.where(where, dz * x, 0)
             dt = (-dzx.sum(axes) / (t_rows.to(dz.dtype) ** 2)).to(t_rows.dtype)
+    return dx, None, None, None, None, None, dt
+
+
+def _native_backward_applies(g, y):
+    """The native backward kernels run where this backward is not itself differentiated
+    (grad mode is off inside it unless ``create_graph``) nor traced; otherwise the
+    torch ops above, which autograd can differentiate again."""
+    if torch.is_grad_enabled() or g.dtype != y.dtype or g.device.type != "cpu":
+        return False
+    return not _needs_custom_op(g, None, None) and not torch._C._functorch.is_functorch_wrapped_tensor(y)
+
+
+def _native_backward(ctx, g, x, where, t_rows, y):
+    """dx (and a per-row temperature's dT) by one fused native pass pair per row."""
+    from softmaxlib._backends import numpy_backward
+
+    op, axes = ctx.op, ctx.axes
+    temperature = ctx.t_scalar
+    if t_rows is not None:
+        temperature = _as_numpy(t_rows.to(torch.float64))
+    want_dt = t_rows is not None and ctx.needs_input_grad[6]
+    saved, lse = (x, y) if op == "logsumexp" else (y, None)
+    threads = _follow_torch_threads()
+    try:
+        out = numpy_backward.backward(
+            op, _as_numpy(saved), _as_numpy(g), axes, lse=None if lse is None else _as_numpy(lse),
+            where=_mask(where), temperature=temperature, temperature_grad=want_dt)
+    finally:
+        _restore_threads(threads)
+    dx, dt = (out if want_dt else (out, None))
+    dx = _as_tensor(dx, y.dtype if op != "logsumexp" else x.dtype)
+    if dt is not None:
+        dt = torch.from_numpy(dt).to(t_rows.dtype)
     return dx, None, None, None, None, None, dt
 
 
