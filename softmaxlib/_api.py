@@ -2,8 +2,9 @@
 
 softmax, log_softmax and logsumexp (with an optional temperature), and the rest of
 the family: softmax_topk, stablemax and log_stablemax.  Each checks its arguments,
-runs the fast path of the input's namespace (``softmaxlib._backends``) and falls back
-to the generic Array-API reference when there is none or it returns NotImplemented.
+runs the fast path of the input's namespace (``softmaxlib._backends``), then the
+generic fast path when a native one returns NotImplemented, and the Array-API
+reference when that returns NotImplemented too (or under ``reference_only``).
 """
 
 import contextlib
@@ -364,6 +365,11 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     if algorithm not in ALGORITHMS:
         msg = f"unknown algorithm {algorithm!r}; valid names are {', '.join(map(repr, ALGORITHMS))}"
         raise ValueError(msg)
+    if type(x) is not np.ndarray and _backends.torch_compiling():
+        result = _backends.torch_traced(op, x, _normalize_axes(axis, x.ndim), where, algorithm, keepdims,
+                                        temperature)
+        if result is not NotImplemented:
+            return result
     x, mask, where = _unmask(x, where)
     xp, x, shape, axes, where = _prepare(x, axis, where, xp)
 
@@ -376,6 +382,12 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
         temperature = _check_temperature(xp, temperature, x, axes)
         if fast is not None and math.prod(x.shape) > 0:
             result = fast.compute(op, x, axes, where, algorithm, temperature=temperature)
+    if result is NotImplemented and fast is not None and math.prod(x.shape) > 0:
+        # What a native path leaves (no build, a dtype or temperature it lacks) runs
+        # generically before it runs the reference.
+        generic = _backends.generic_path()
+        if fast is not generic:
+            result = generic.compute(op, x, axes, where, algorithm, temperature=temperature)
     if result is NotImplemented:
         with _quiet_numpy(xp):
             if op in _reference.stablemax.OPERATIONS:
@@ -724,8 +736,8 @@ def _temperature_array(xp, temperature, x, axes):
         raise TypeError(msg)
     checked = _check_positive(given_xp, given)
     dtype = xp.float32 if _reference.is_half(x.dtype) else x.dtype
-    if given_xp is xp and xp is _NUMPY:
-        t = given
+    if given_xp is xp and (xp is _NUMPY or array_api_compat.device(given) == array_api_compat.device(x)):
+        t = given  # (asarray of a tensor that requires grad would warn)
     else:
         with np.errstate(all="ignore"):  # a narrowing conversion may round to 0 or inf
             try:

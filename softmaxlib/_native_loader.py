@@ -149,11 +149,18 @@ def auto_algorithm(op, dtype, row_bytes, total_bytes):
 # --------------------------------------------------------------------------- settings
 
 
+#: Did the user choose softmaxlib's thread count (``set_num_threads`` or the
+#: environment)?  Where not, the PyTorch path follows ``torch.get_num_threads()``.
+threads_given = bool(os.environ.get("SOFTMAXLIB_NUM_THREADS"))
+
+
 def set_num_threads(n):
     """Set the number of threads the native kernels use (>= 1), process-wide."""
+    global threads_given
     if kernels is None:
         return
     kernels.set_num_threads(int(n))
+    threads_given = True
 
 
 def get_num_threads():

@@ -151,6 +151,9 @@ CASES = [
         _to_float64,
         negative_strides=False,
     ),
+    # array-api-strict has no native path: it runs the generic one
+    # (softmaxlib._backends.generic).  "torch" runs the PyTorch fast path
+    # (softmaxlib._backends.torch_native) on CPU tensors.
     BackendCase("torch", ("torch",), ALL_DTYPES, _torch_from, _torch_to, negative_strides=False),
     BackendCase("jax", ("jax",), ALL_DTYPES, _jax_from, _to_float64, context=_jax_x64, jit=True),
     BackendCase("dask", ("dask",), ALL_DTYPES, _dask_from, _dask_to),
@@ -211,3 +214,47 @@ CASES.append(
 def _jax_reference():
     with _jax_x64(), softmaxlib._backends.reference_only():
         yield
+
+
+# The generic fast path on JAX, forced (JAX takes it off the CPU): eager in the matrix,
+# under jax.jit (the branch-free form) in the family suite and the long rows.
+CASES.append(
+    BackendCase(
+        "jax-generic",
+        ("jax",),
+        ALL_DTYPES,
+        _jax_from,
+        _to_float64,
+        context=lambda: _jax_generic(),
+        jit=True,
+    )
+)
+
+
+@contextlib.contextmanager
+def _jax_generic():
+    with _jax_x64(), softmaxlib._backends.generic_only():
+        yield
+
+
+# The PyTorch path's custom op (the route of autograd and torch.compile): inputs that
+# require grad.  And the generic fast path on torch, forced (CUDA tensors take it).
+def _torch_autograd_from(a):
+    t = _torch_from(a)
+    return t.requires_grad_() if t.dtype.is_floating_point else t
+
+
+CASES.append(
+    BackendCase("torch-custom-op", ("torch",), ALL_DTYPES, _torch_autograd_from, _torch_to, negative_strides=False)
+)
+CASES.append(
+    BackendCase(
+        "torch-generic",
+        ("torch",),
+        ALL_DTYPES,
+        _torch_from,
+        _torch_to,
+        context=softmaxlib._backends.generic_only,
+        negative_strides=False,
+    )
+)

@@ -150,7 +150,7 @@ def test_capability_table_changes_with_the_registry(monkeypatch):
     extra = _backends.Backend("mylib", lambda xp: False, None, ("float32",), transformations=("jit",))
     monkeypatch.setattr(_backends, "BACKENDS", (*_backends.BACKENDS, extra))
     row = next(r for r in capabilities.capability_rows() if r["backend"] == "mylib")
-    assert row["jit"] and not row["vmap"] and row["fast path"] == "generic reference"
+    assert row["jit"] and not row["vmap"] and row["fast path"].startswith("generic")
     assert "**mylib**" in capabilities.capabilities_table()
 
 

@@ -1,7 +1,10 @@
 """The backend x feature table, generated from ``softmaxlib._backends.BACKENDS``.
 
 Run at every docs build (from ``conf.py``); writes ``capabilities.md`` and
-``native.md`` (MyST fragments included by ``backends.md``).  Nothing here is
+``native.md`` (MyST fragments included by ``backends.md``).  The table says which
+path runs for each library and device: a native one, or the generic fast path
+(``softmaxlib._backends.generic``), which also runs for every library the registry
+does not list (the table's last row).  Nothing here is
 written by hand: a backend added to the registry, a dtype dropped or a fast path
 switched on shows up in the table at the next build.
 
@@ -32,9 +35,13 @@ def _installed(backend):
         return None
 
 
+GENERIC = "generic (the namespace's own operations), on every device"
+
+
 def _fast_path(backend):
-    if backend.fast_path_module is None:
-        return "generic reference"
+    """Which path runs, by device."""
+    if backend.fast_path_module in (None, _backends.GENERIC):
+        return GENERIC
     try:
         module = importlib.import_module(backend.fast_path_module)
     except ImportError as exc:
@@ -47,6 +54,8 @@ def _fast_path(backend):
             text += f", ISA `{details.get('isa', '?')}`"
         else:
             text += f" (not built here: {details.get('reason', 'unknown reason')})"
+    if backend.native_devices:
+        text += f", on {backend.native_devices}; generic on other devices"
     return text
 
 
@@ -85,6 +94,9 @@ def capabilities_table():
             row["notes"],
         ]
         lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    others = ["*any other Array-API library*", GENERIC, *(NO for _ in FEATURE_COLUMNS)]
+    others += ["its own", "", ""]
+    lines.append("| " + " | ".join(_escape(c) for c in others) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,9 @@
 In the manner of SciPy's ``_support_alternative_backends``: each array library that
 has a fast path is named once in ``BACKENDS``, with the module that implements it and
 what it can do.  ``fast_path(xp)`` looks the table up for an input's namespace; a
-namespace with no entry (or whose fast path is switched off) runs the reference.
+namespace with no entry gets the generic fast path (``GENERIC``, built from the
+namespace's own operations), and where fast paths are switched off
+(``reference_only``) the reference runs.
 
 A fast-path module defines ``compute(op, x, axes, where, algorithm, temperature=None)``
 with the contract of :func:`softmaxlib._reference.compute` (minus the ``xp``
@@ -18,6 +20,7 @@ import contextvars
 import dataclasses
 import functools
 import importlib
+import sys
 
 import array_api_compat
 
@@ -29,7 +32,8 @@ class Backend:
     name: str
     #: Is ``xp`` this library's namespace?
     is_namespace: object
-    #: Module implementing its fast path, or None: the generic reference only.
+    #: Module implementing its fast path; ``GENERIC`` (or None) where there is no
+    #: native one.
     fast_path_module: str | None
     #: The floating dtypes softmaxlib computes on it (others are promoted or refused).
     dtypes: tuple
@@ -43,7 +47,13 @@ class Backend:
     distribution: str = ""
     #: Anything else a user should know, in words.
     notes: str = ""
+    #: Where the library has devices the native path does not run on: the devices it
+    #: does run on (the others take the generic path).
+    native_devices: str | None = None
 
+
+#: The generic fast path: for every namespace without a native one.
+GENERIC = "softmaxlib._backends.generic"
 
 BACKENDS = (
     Backend(
@@ -64,8 +74,8 @@ BACKENDS = (
         transformations=("jit", "vmap", "grad", "jvp", "sharding"),
         threads="XLA's intra-op thread pool, capped by softmaxlib's thread setting",
         distribution="jax",
-        notes="the native kernels as an XLA FFI custom call on CPU (the reference on other "
-        "platforms); float64 needs jax_enable_x64",
+        notes="the native kernels as an XLA FFI custom call; float64 needs jax_enable_x64",
+        native_devices="CPU",
     ),
     Backend(
         "cupy",
@@ -80,10 +90,15 @@ BACKENDS = (
     Backend(
         "torch",
         array_api_compat.is_torch_namespace,
-        None,
+        "softmaxlib._backends.torch_native",
         ("float16", "bfloat16", "float32", "float64"),
-        transformations=("autograd",),
+        transformations=("autograd", "torch.compile", "vmap", "grad"),
+        threads="softmaxlib's pool, following torch.get_num_threads() unless softmaxlib's "
+        "own setting was given; GIL released",
         distribution="torch",
+        notes="native SIMD kernels on the tensor's own memory; the custom op softmaxlib::compute "
+        "for autograd, torch.compile and torch.func",
+        native_devices="CPU",
     ),
     Backend(
         "dask",
@@ -99,7 +114,7 @@ BACKENDS = (
     Backend(
         "array-api-strict",
         array_api_compat.is_array_api_strict_namespace,
-        None,
+        GENERIC,
         ("float32", "float64"),
         distribution="array-api-strict",
         notes="the Array API standard's own test namespace",
@@ -107,6 +122,7 @@ BACKENDS = (
 )
 
 _disabled = contextvars.ContextVar("softmaxlib_fast_paths_disabled", default=False)
+_generic_forced = contextvars.ContextVar("softmaxlib_generic_forced", default=False)
 
 
 def backend_for(xp):
@@ -121,6 +137,8 @@ def fast_path(xp):
     """The fast-path module for namespace ``xp``, or None to run the reference."""
     if _disabled.get():
         return None
+    if _generic_forced.get():
+        return generic_path()
     return _fast_path_module(xp)
 
 
@@ -128,8 +146,13 @@ def fast_path(xp):
 def _fast_path_module(xp):
     backend = backend_for(xp)
     if backend is None or backend.fast_path_module is None:
-        return None
+        return generic_path()
     return importlib.import_module(backend.fast_path_module)
+
+
+def generic_path():
+    """The generic fast-path module (what a fast path's ``NotImplemented`` falls back to)."""
+    return importlib.import_module(GENERIC)
 
 
 @contextlib.contextmanager
@@ -140,3 +163,45 @@ def reference_only():
         yield
     finally:
         _disabled.reset(token)
+
+
+@contextlib.contextmanager
+def generic_only():
+    """Within this block every namespace takes the generic fast path, native or not
+    (tests, benchmarks); ``reference_only`` inside it still wins."""
+    token = _generic_forced.set(True)
+    try:
+        yield
+    finally:
+        _generic_forced.reset(token)
+
+
+#: The PyTorch path; ``torch_traced`` finds it in ``sys.modules`` (Dynamo cannot
+#: trace an import), so ``torch_compiling`` imports it at the first eager call.
+TORCH_PATH = "softmaxlib._backends.torch_native"
+
+
+def torch_compiling():
+    """Is ``torch.compile`` tracing this call?  (False, at no cost, where torch was never
+    imported.)  Outside a trace, with torch imported, it makes sure the PyTorch path
+    (and its custom op) is loaded for a later trace."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    if torch.compiler.is_compiling():
+        return True
+    if TORCH_PATH not in sys.modules:
+        importlib.import_module(TORCH_PATH)
+    return False
+
+
+def torch_traced(op, x, axes, where, algorithm, keepdims, temperature):
+    """The call under ``torch.compile``: the PyTorch path's ``traced``, or
+    NotImplemented where the ordinary path runs (also where no eager call has loaded
+    the PyTorch path yet, and softmaxlib was imported before torch).
+    ``reference_only`` and ``generic_only`` are not seen here: Dynamo cannot read a
+    context variable."""
+    torch_native = sys.modules.get(TORCH_PATH)
+    if torch_native is None:
+        return NotImplemented
+    return torch_native.traced(op, x, axes, where, algorithm, keepdims, temperature)

@@ -66,7 +66,7 @@ class BenchOptions:
     shapes: list = dataclasses.field(default_factory=list)
     dtypes: list = dataclasses.field(default_factory=lambda: ["float32"])
     #: Sections whose backend is listed run (``numpy``, ``jax``, ...).
-    backends: list = dataclasses.field(default_factory=lambda: ["numpy", "jax", "dask", "cupy"])
+    backends: list = dataclasses.field(default_factory=lambda: ["numpy", "jax", "torch", "dask", "cupy"])
     algorithms: list = dataclasses.field(default_factory=list)
     threads: list = dataclasses.field(default_factory=list)
     #: Most timed samples per case; at least 3 are always taken.

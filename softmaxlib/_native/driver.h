@@ -9,7 +9,8 @@
 //   layout.h        the strided row walker (batch x reduced dims, masks);
 //   row_solver.h    one row by each algorithm, with or without a temperature;
 //   special_rows.h  the contract's special rows (+inf, all -inf, NaN, masked);
-//   driver.cc       these entry points; driver_family.cc the family's.
+//   driver.cc       these entry points; driver_family.cc the family's;
+//   backward.h      the backward kernels (dx and the temperature's cotangent).
 // Threads are the caller's: every entry point takes a Runner. The NumPy module
 // (module.cc) passes softmaxlib's own pool, the XLA FFI handlers (xla_ffi.cc)
 // XLA's intra-op pool, and Dask tasks the inline runner through NumPy.

@@ -16,6 +16,7 @@
 #include <unistd.h>  // sysconf: the L2 size that algorithm="auto" switches at
 
 #include "accumulators.h"
+#include "backward.h"
 #include "driver.h"
 #include "driver_family.h"
 #include "isa.h"
@@ -230,6 +231,44 @@ void stablemax(int op, int dtype, const py::array& x, std::uint64_t axes, py::ar
   drv::stablemax(drv::StableMaxOp(op), dt, xs, reduced, w, yp, drv::pool_runner());
 }
 
+// The backward kernels on raw memory (pointers as integers, byte strides), so
+// that any array library's buffers (torch bfloat16 included) can be passed
+// without NumPy. shape: x's; g and lse: x's shape (softmax, log_softmax) or the
+// batch shape (g and lse of logsumexp; lse_ptr 0 otherwise); where_ptr 0: no
+// mask; mode: 0 none, TEMPERATURE_MODES scalar or per_row (per_row_ptr:
+// float64 C-contiguous of the batch shape); dtemperature_ptr 0, or float64
+// C-contiguous of the batch shape for each row's dL/dT. The caller keeps every
+// buffer alive for the call.
+void backward(int op, int dtype, const std::vector<std::ptrdiff_t>& shape, std::uint64_t axes,
+              std::uintptr_t saved_ptr, const std::vector<std::ptrdiff_t>& saved_strides,
+              std::uintptr_t g_ptr, const std::vector<std::ptrdiff_t>& g_strides,
+              std::uintptr_t lse_ptr, const std::vector<std::ptrdiff_t>& lse_strides,
+              std::uintptr_t where_ptr, const std::vector<std::ptrdiff_t>& where_strides,
+              int mode, double value, std::uintptr_t per_row_ptr, std::uintptr_t dtemperature_ptr,
+              std::uintptr_t dx_ptr, const std::vector<std::ptrdiff_t>& dx_strides) {
+  if (op < drv::kSoftmax || op > drv::kLogSumExp) throw std::invalid_argument("bad op code");
+  if (dtype < drv::kF32 || dtype > drv::kBF16) throw std::invalid_argument("bad dtype code");
+  if (mode < drv::Temperature::kNone || mode > drv::Temperature::kPerRow)
+    throw std::invalid_argument("backward: temperature mode must be none, scalar or per_row");
+  const auto reduced = reduced_axes(axes, shape.size());
+  std::vector<std::ptrdiff_t> bshape;
+  for (std::size_t i = 0; i < shape.size(); ++i) if (!reduced[i]) bshape.push_back(shape[i]);
+  const bool row_grad = op == drv::kLogSumExp;
+  auto ptr = [](std::uintptr_t p) { return reinterpret_cast<const void*>(p); };
+  const drv::Strided saved{ptr(saved_ptr), shape, saved_strides};
+  const drv::Strided g{ptr(g_ptr), row_grad ? bshape : shape, g_strides};
+  const drv::Strided lse{ptr(lse_ptr), bshape, lse_strides};
+  const drv::Strided where{ptr(where_ptr), shape, where_strides};
+  drv::Temperature temp;
+  temp.mode = drv::Temperature::Mode(mode);
+  temp.value = value;
+  temp.per_row = reinterpret_cast<const double*>(per_row_ptr);
+  py::gil_scoped_release release;
+  drv::backward(drv::Op(op), drv::DType(dtype), saved, g, lse, reduced, where, temp,
+                reinterpret_cast<double*>(dtemperature_ptr), reinterpret_cast<void*>(dx_ptr), dx_strides,
+                drv::pool_runner());
+}
+
 // name -> code for the codes the driver defines (driver.h).
 template <std::size_t N>
 py::dict codes(const char* const (&names)[N], int first = 0) {
@@ -266,6 +305,11 @@ PYBIND11_MODULE(_kernels, m) {
         "Fill acc (float64, batch shape + (5,)) with each row's [m, d, n_posinf, has_nan, n_valid].");
   m.def("finish", &finish, py::arg("op"), py::arg("dtype"), py::arg("x"), py::arg("axes"), py::arg("where"),
         py::arg("acc"), py::arg("y"), "Fill y with softmax or log_softmax (OPS) of x given the merged acc.");
+  m.def("backward", &backward, py::arg("op"), py::arg("dtype"), py::arg("shape"), py::arg("axes"),
+        py::arg("saved_ptr"), py::arg("saved_strides"), py::arg("g_ptr"), py::arg("g_strides"), py::arg("lse_ptr"),
+        py::arg("lse_strides"), py::arg("where_ptr"), py::arg("where_strides"), py::arg("mode"), py::arg("value"),
+        py::arg("per_row_ptr"), py::arg("dtemperature_ptr"), py::arg("dx_ptr"), py::arg("dx_strides"),
+        "Write dx (and each row's dL/dT) of op's backward on raw memory: pointers as integers, byte strides.");
   m.def("set_num_threads", &driver::set_num_threads);
   m.def("get_num_threads", &driver::num_threads);
   m.def("get_isa", [] { return std::string(current_table()->isa); });

@@ -10,8 +10,9 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
   softmax ``y (t - sum t y)``, log_softmax ``t - sum t e^y``, logsumexp
   ``sum t softmax(x)``; the rules are differentiable again (second order);
 * ``vmap`` adds leading batch axes (``vmap_method="broadcast_all"``);
-* ``lax.platform_dependent`` picks the custom call on CPU and the generic reference
-  elsewhere, also under a ``jit`` that does not know its device yet;
+* ``lax.platform_dependent`` picks the custom call on CPU and the generic fast path
+  (``softmaxlib._backends.generic``) elsewhere, also under a ``jit`` that does not
+  know its device yet;
 * the targets are registered as batch partitionable: with several CPU devices an
   input sharded over batch axes runs shard-locally; one whose type shows a
   reduced axis sharded (an explicit sharding) runs per shard under ``shard_map``
@@ -31,7 +32,7 @@ log_softmax, logsumexp, with and without a temperature), ``family``, and
 ``sharding`` (rows split across devices).
 
 If the extension was built without the XLA FFI headers, or JAX is missing,
-``compute`` returns ``NotImplemented`` and the reference runs.
+``compute`` returns ``NotImplemented`` and the generic path runs.
 """
 
 from softmaxlib import _native_loader as native

@@ -32,6 +32,7 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     if dtype.name not in native.DTYPES:
         return NotImplemented
     row = math.prod(x.shape[a] for a in axes)
+    requested = algorithm
     if algorithm == "auto":  # the NumPy path's choice: the same kernels, the same crossovers
         itemsize = np.dtype(dtype).itemsize
         algorithm = native.auto_algorithm(op, np.dtype(dtype), row * itemsize, math.prod(x.shape) * itemsize)
@@ -43,13 +44,19 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     def ours(x, where):
         return _native(op, native.ALGORITHMS[algorithm], x, axes, where)
 
-    def reference(x, where):
+    def elsewhere(x, where):  # other platforms: the generic path, or the reference for
+        # what it leaves ("online", "two-pass")
         import array_api_compat
 
-        xp = array_api_compat.array_namespace(x)
-        return _reference.compute(xp, op, x, axes, where, algorithm)
+        from softmaxlib._backends import generic
 
-    return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
+        result = generic.compute(op, x, axes, where, requested)
+        if result is NotImplemented:
+            xp = array_api_compat.array_namespace(x)
+            result = _reference.compute(xp, op, x, axes, where, algorithm)
+        return result
+
+    return jax.lax.platform_dependent(x, where, cpu=ours, default=elsewhere)
 
 
 def _native(op, alg, x, axes, where):
