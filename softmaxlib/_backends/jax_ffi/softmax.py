@@ -12,7 +12,7 @@ import numpy as np
 
 from softmaxlib import _native_loader as native
 from softmaxlib import _reference
-from softmaxlib._backends.jax_ffi import primitives, sharding
+from softmaxlib._backends.jax_ffi import backward, primitives, sharding
 
 _TARGET = "softmaxlib_compute"
 _TARGET_MASKED = "softmaxlib_compute_masked"
@@ -40,16 +40,10 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     if temperature is not None:
         return _compute_t(op, algorithm, x, axes, where, temperature)
 
-    def ours(x, where):
-        return _native(op, native.ALGORITHMS[algorithm], x, axes, where)
-
-    def reference(x, where):
-        import array_api_compat
-
-        xp = array_api_compat.array_namespace(x)
-        return _reference.compute(xp, op, x, axes, where, algorithm)
-
-    return jax.lax.platform_dependent(x, where, cpu=ours, default=reference)
+    # The primitives lower to the custom call on CPU and to the reference elsewhere
+    # themselves: no platform switch here, whose other branch's intermediates
+    # would become residuals of the derivative.
+    return _native(op, native.ALGORITHMS[algorithm], x, axes, where)
 
 
 def _native(op, alg, x, axes, where):
@@ -126,21 +120,16 @@ def _with_jvp(op, alg, n_reduced, masked):
 
     @f.defjvp
     def f_jvp(primals, tangents):
+        # The derivative primitive: jnp forward, the native backward kernel as its
+        # transpose; it keeps y (logsumexp: x and y) and nothing else.
         x, where = primals
         t, _ = tangents
         y = f(x, where)
-        if op == "softmax":
-            ty = y * (t - jnp.sum(t * y, axis=red, keepdims=True))
-        elif op == "log_softmax":
-            p = jnp.exp(y)  # masked entries: exp(-inf) = 0
-            ty = t - jnp.sum(t * p, axis=red, keepdims=True)
-            if masked:
-                ty = jnp.where(where, ty, jnp.zeros_like(ty))
+        w = where if masked else None
+        if op == "logsumexp":
+            ty = backward.apply(op, n_reduced, False, x, y, w, t)
         else:
-            # d lse = sum t softmax(x): our softmax (itself differentiable), more
-            # accurate than exp(x - lse) with a rounded lse.
-            p = _with_jvp("softmax", alg, n_reduced, masked)(x, where)
-            ty = jnp.sum(t * p, axis=red)
+            ty = backward.apply(op, n_reduced, False, y, None, w, t)
         return y, ty
 
     return f
