@@ -24,6 +24,7 @@
 #include "kernel_table.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
 #include "xla_ffi.h"
+#include "xla_ffi_backward.h"
 #include "xla_ffi_family.h"
 #endif
 
@@ -337,6 +338,7 @@ PYBIND11_MODULE(_kernels, m) {
     d["softmaxlib_stablemax"] = py::capsule(xla_ffi_stablemax_handler());
     d["softmaxlib_stablemax_masked"] = py::capsule(xla_ffi_stablemax_masked_handler());
     d["softmaxlib_compute_t"] = py::capsule(xla_ffi_compute_t_handler());
+    d["softmaxlib_backward"] = py::capsule(xla_ffi_backward_handler());
 #endif
     return d;
   });

@@ -6,13 +6,16 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
 
 * the reduced axes are moved last when they are not already (the common last-axis
   case needs no transpose); every other axis is a batch axis for the kernel;
-* a ``jax.custom_jvp`` gives forward and reverse mode from the output y:
-  softmax ``y (t - sum t y)``, log_softmax ``t - sum t e^y``, logsumexp
-  ``sum t softmax(x)``; the rules are differentiable again (second order);
+* a ``jax.custom_jvp`` gives forward and reverse mode from the output y through
+  one linear primitive (``backward``): jnp forward (softmax ``y (t - sum t y)``,
+  log_softmax ``t - sum t e^y``, logsumexp ``sum t e^(x - lse)``) whose transpose
+  is the native backward kernel (``softmaxlib_backward``); reverse mode keeps only
+  y (logsumexp: x and y); the rules are differentiable again (second order);
 * ``vmap`` adds leading batch axes (``vmap_method="broadcast_all"``);
-* ``lax.platform_dependent`` picks the custom call on CPU and the generic fast path
-  (``softmaxlib._backends.generic``) elsewhere, also under a ``jit`` that does not
-  know its device yet;
+* each primitive lowers to its custom call on CPU and to the generic fast path
+  (``softmaxlib._backends.generic``, the reference for what it leaves) elsewhere, also under a ``jit`` that does not know its device yet (without a
+  temperature there is no ``lax.platform_dependent`` switch, whose other branch's
+  intermediates would be saved for the derivative; with one there still is);
 * the targets are registered as batch partitionable: with several CPU devices an
   input sharded over batch axes runs shard-locally; one whose type shows a
   reduced axis sharded (an explicit sharding) runs per shard under ``shard_map``
@@ -28,7 +31,8 @@ by XLA before it (no per-shard accumulators for a temperature).
 The softmax family (fused softmax + top-k, StableMax) takes the same scheme
 (``family``). The package's modules, each one job: ``primitives`` (target
 registration and the rules every primitive shares), ``softmax`` (softmax,
-log_softmax, logsumexp, with and without a temperature), ``family``, and
+log_softmax, logsumexp, with and without a temperature), ``backward`` (their
+derivative primitive), ``family``, and
 ``sharding`` (rows split across devices).
 
 If the extension was built without the XLA FFI headers, or JAX is missing,

@@ -58,8 +58,8 @@ def reduced_last(op, x, axes, where, call):
 def register(prim, abstract, lower, generic):
     """Give ``prim`` the rules every softmaxlib primitive has, and return it.
 
-    Eager calls run a jit of the bind (so they take the lowering too), compiled once
-    per static configuration; vmap moves its axis to the front of every operand,
+    Eager calls compile the primitive alone (its lowering, cached per static
+    configuration by JAX), also under ``jax.disable_jit()``; vmap moves its axis to the front of every operand,
     where the kernels take leading batch axes; ``lower`` (the custom call) lowers for
     CPU and ``generic`` (the reference) for every other platform.
     """
@@ -67,12 +67,11 @@ def register(prim, abstract, lower, generic):
     import jax.numpy as jnp
     from jax.interpreters import batching, mlir
 
-    @functools.cache
-    def compiled(**params):
-        return jax.jit(lambda *a: prim.bind(*a, **params))
+    from jax._src import dispatch
 
-    def impl(*args, **params):
-        return compiled(**params)(*args)
+    # Eager calls compile the primitive alone, the way JAX's own primitives do: a
+    # jax.jit of the bind would, under jax.disable_jit(), call this impl again.
+    impl = functools.partial(dispatch.apply_primitive, prim)
 
     def batch(args, dims, **params):
         size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)

@@ -12,7 +12,7 @@ import numpy as np
 
 from softmaxlib import _native_loader as native
 from softmaxlib import _reference
-from softmaxlib._backends.jax_ffi import primitives, sharding
+from softmaxlib._backends.jax_ffi import backward, primitives, sharding
 
 _TARGET = "softmaxlib_compute"
 _TARGET_MASKED = "softmaxlib_compute_masked"
@@ -32,7 +32,6 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     if dtype.name not in native.DTYPES:
         return NotImplemented
     row = math.prod(x.shape[a] for a in axes)
-    requested = algorithm
     if algorithm == "auto":  # the NumPy path's choice: the same kernels, the same crossovers
         itemsize = np.dtype(dtype).itemsize
         algorithm = native.auto_algorithm(op, np.dtype(dtype), row * itemsize, math.prod(x.shape) * itemsize)
@@ -41,22 +40,10 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     if temperature is not None:
         return _compute_t(op, algorithm, x, axes, where, temperature)
 
-    def ours(x, where):
-        return _native(op, native.ALGORITHMS[algorithm], x, axes, where)
-
-    def elsewhere(x, where):  # other platforms: the generic path, or the reference for
-        # what it leaves ("online", "two-pass")
-        import array_api_compat
-
-        from softmaxlib._backends import generic
-
-        result = generic.compute(op, x, axes, where, requested)
-        if result is NotImplemented:
-            xp = array_api_compat.array_namespace(x)
-            result = _reference.compute(xp, op, x, axes, where, algorithm)
-        return result
-
-    return jax.lax.platform_dependent(x, where, cpu=ours, default=elsewhere)
+    # The primitives lower to the custom call on CPU and to the generic path elsewhere
+    # themselves: no platform switch here, whose other branch's intermediates
+    # would become residuals of the derivative.
+    return _native(op, native.ALGORITHMS[algorithm], x, axes, where)
 
 
 def _native(op, alg, x, axes, where):
@@ -98,15 +85,20 @@ def _primitive():
         return primitives.lower_ffi(ctx, args, target, num_batch, rule, attrs)
 
     def generic(x, *where, op, alg, n_reduced):
-        # Other platforms: the reference. (platform_dependent selects the custom
-        # call for CPU only, but a lowering for several platforms at once lowers
-        # every branch for each of them.)
+        # Other platforms: the generic fast path, or the reference for what it
+        # leaves ("online", "two-pass").
         import array_api_compat
+
+        from softmaxlib._backends import generic as generic_path
 
         axes = tuple(range(x.ndim - n_reduced, x.ndim))
         name = next(k for k, v in native.ALGORITHMS.items() if v == alg)
-        xp = array_api_compat.array_namespace(x)
-        return _reference.compute(xp, op, x, axes, where[0] if where else None, name)
+        mask = where[0] if where else None
+        result = generic_path.compute(op, x, axes, mask, name)
+        if result is NotImplemented:
+            xp = array_api_compat.array_namespace(x)
+            result = _reference.compute(xp, op, x, axes, mask, name)
+        return result
 
     return primitives.register(prim, abstract, lower, generic)
 
@@ -133,21 +125,16 @@ def _with_jvp(op, alg, n_reduced, masked):
 
     @f.defjvp
     def f_jvp(primals, tangents):
+        # The derivative primitive: jnp forward, the native backward kernel as its
+        # transpose; it keeps y (logsumexp: x and y) and nothing else.
         x, where = primals
         t, _ = tangents
         y = f(x, where)
-        if op == "softmax":
-            ty = y * (t - jnp.sum(t * y, axis=red, keepdims=True))
-        elif op == "log_softmax":
-            p = jnp.exp(y)  # masked entries: exp(-inf) = 0
-            ty = t - jnp.sum(t * p, axis=red, keepdims=True)
-            if masked:
-                ty = jnp.where(where, ty, jnp.zeros_like(ty))
+        w = where if masked else None
+        if op == "logsumexp":
+            ty = backward.apply(op, n_reduced, False, x, y, w, t)
         else:
-            # d lse = sum t softmax(x): our softmax (itself differentiable), more
-            # accurate than exp(x - lse) with a rounded lse.
-            p = _with_jvp("softmax", alg, n_reduced, masked)(x, where)
-            ty = jnp.sum(t * p, axis=red)
+            ty = backward.apply(op, n_reduced, False, y, None, w, t)
         return y, ty
 
     return f

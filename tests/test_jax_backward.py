@@ -1,0 +1,146 @@
+"""JAX training through the native backward kernels (jax_ffi/backward.py):
+gradients, forward mode and second order against a float64 oracle, the
+residuals grad keeps (no more elements than jax.nn's), eager mode under
+jax.disable_jit(), and jax_debug_nans / jax_debug_infs where the contract's
+result is finite."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+import softmaxlib
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+
+from softmaxlib._backends import jax_ffi  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not jax_ffi.available(), reason="built without the XLA FFI headers")
+
+OPS = ("softmax", "log_softmax", "logsumexp")
+NN = {"softmax": jax.nn.softmax, "log_softmax": jax.nn.log_softmax, "logsumexp": jax.nn.logsumexp}
+
+
+def _data(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * 3).astype(np.float32), rng.standard_normal(shape), rng.random(shape) < 0.7
+
+
+def _exact_grad(op, x, w, where=None):
+    """d/dx of sum(w * op(x)) (logsumexp: sum(w[..., 0] * lse)) in float64 over the last axis."""
+    x = x.astype(np.float64)
+    keep = np.ones(x.shape, bool) if where is None else where
+    z = np.where(keep, x, -np.inf)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    if op == "softmax":
+        g = np.where(keep, w, 0)
+        dx = p * (g - np.sum(g * p, -1, keepdims=True))
+    elif op == "log_softmax":
+        g = np.where(keep, w, 0)
+        dx = g - p * g.sum(-1, keepdims=True)
+    else:
+        dx = w[..., :1] * p
+    return np.where(keep, dx, 0)
+
+
+def _loss(op, w, **kw):
+    f = getattr(softmaxlib, op)
+    if op == "logsumexp":
+        return lambda a: jnp.sum(f(a, axis=-1, **kw) * w[..., 0])
+    if "where" in kw:
+        return lambda a: jnp.sum(jnp.where(kw["where"], f(a, axis=-1, **kw), 0) * w)
+    return lambda a: jnp.sum(f(a, axis=-1, **kw) * w)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("op", OPS)
+def test_gradients_match_the_oracle(op, masked):
+    x, w, where = _data((6, 300))
+    kw = {"where": jnp.asarray(where)} if masked else {}
+    exact = _exact_grad(op, x, w, where if masked else None)
+    loss = _loss(op, jnp.asarray(w, jnp.float32), **kw)
+    scale = np.max(np.abs(w))
+    for grad in (jax.grad(loss), jax.jit(jax.grad(loss)), jax.jacfwd(loss), jax.jacrev(loss)):
+        np.testing.assert_allclose(np.asarray(grad(jnp.asarray(x)), np.float64), exact, atol=2e-6 * scale, rtol=1e-5)
+
+
+def test_the_jitted_gradient_runs_the_native_backward():
+    x = jnp.ones((4, 8), jnp.float32)
+    for op in OPS:
+        f = getattr(softmaxlib, op)
+        text = jax.jit(jax.grad(lambda a, f=f: jnp.sum(f(a)))).lower(x).as_text()
+        assert "softmaxlib_backward" in text
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_second_order(op):
+    from jax.test_util import check_grads
+
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(1).standard_normal((3, 7)))
+        where = jnp.asarray(np.random.default_rng(2).random((3, 7)) < 0.7)
+        f = getattr(softmaxlib, op)
+        check_grads(lambda a: f(a, axis=-1), (x,), order=2, modes=("fwd", "rev"))
+        check_grads(lambda a: f(a, axis=-1, where=where), (x,), order=2, modes=("fwd", "rev"))
+        check_grads(lambda a: f(a, axis=0), (x,), order=2, modes=("rev",))
+
+
+def _residual_elements(f, x, capsys):
+    capsys.readouterr()
+    from jax.ad_checkpoint import print_saved_residuals
+
+    print_saved_residuals(f, x)
+    text = capsys.readouterr().out
+    shapes = re.findall(r"^\w+\[([\d,]*)\]", text, flags=re.M)
+    return sum(math.prod(int(d) for d in s.split(",") if d) for s in shapes), text
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("op", OPS)
+def test_residuals_no_more_than_jax_nn(op, masked, capsys):
+    x, _, where = _data((64, 1000))
+    x = jnp.asarray(x)
+    m = jnp.asarray(where) if masked else None
+    ours = getattr(softmaxlib, op)
+    ref = NN[op]
+    mine, text = _residual_elements(lambda a: jnp.sum(ours(a, axis=-1, where=m)), x, capsys)
+    theirs, _ = _residual_elements(lambda a: jnp.sum(ref(a, axis=-1, where=m)), x, capsys)
+    assert mine <= theirs, text
+    # what is kept: y (softmax, log_softmax) or x and lse (logsumexp), plus where
+    expect = x.size + (x.shape[0] if op == "logsumexp" else 0) + (x.size if masked else 0)
+    assert mine <= expect, text
+    batched, text = _residual_elements(jax.vmap(lambda a: jnp.sum(ours(a, axis=-1, where=m))), x[None].repeat(2, 0),
+                                       capsys)
+    assert batched <= 2 * expect, text
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_eager_under_disable_jit(op):
+    x, w, where = _data((4, 9))
+    f = getattr(softmaxlib, op)
+    jitted = jax.jit(jax.grad(_loss(op, jnp.asarray(w, jnp.float32))))(jnp.asarray(x))
+    with jax.disable_jit():
+        y = f(jnp.asarray(x), axis=-1)
+        assert y.shape == (x.shape if op != "logsumexp" else x.shape[:1])
+        f(jnp.asarray(x), axis=-1, where=jnp.asarray(where))
+        f(jnp.asarray(x), axis=-1, temperature=2.0)
+        eager = jax.grad(_loss(op, jnp.asarray(w, jnp.float32)))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(jitted), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_debug_nans_and_infs_where_the_result_is_finite(op):
+    # a confident row (exp underflows to 0 for the others) and a masked one
+    x = jnp.asarray([[0.0, -200.0, -90.0, 3.0], [1.0, 2.0, 3.0, 4.0]], jnp.float32)
+    where = jnp.asarray([[True, True, True, True], [True, False, True, True]])
+    f = getattr(softmaxlib, op)
+    cases = [{}] if op == "log_softmax" else [{}, {"where": where}]  # masked log_softmax is -inf by contract
+    with jax.debug_nans(True), jax.debug_infs(True):
+        for kw in cases:
+            for dj in (False, True):
+                with jax.disable_jit(dj):
+                    f(x, **kw)
+                    jax.grad(lambda a, kw=kw: jnp.sum(f(a, **kw)))(x)
