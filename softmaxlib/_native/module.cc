@@ -268,6 +268,9 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("acc"), py::arg("y"), "Fill y with softmax or log_softmax (OPS) of x given the merged acc.");
   m.def("set_num_threads", &driver::set_num_threads);
   m.def("get_num_threads", &driver::num_threads);
+  m.def("max_num_threads", &driver::max_num_threads);
+  m.attr("THREADS_PER_CPU") = driver::kThreadsPerCpu;
+  m.def("pool_threads", &driver::pool_threads);
   m.def("get_isa", [] { return std::string(current_table()->isa); });
   m.def("set_isa", &driver::set_isa);
   m.def("compiled_isas", &driver::compiled_isas);
