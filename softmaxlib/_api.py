@@ -121,6 +121,10 @@ def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp
     array([[0.26894142, 0.73105858],
            [0.5       , 0.5       ]])
     """
+    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+        y = _fast_lane("softmax", x, axis, algorithm, out)
+        if y is not NotImplemented:
+            return y
     return _compute("softmax", x, axis, where, algorithm, xp, False, temperature, out)
 
 
@@ -158,6 +162,10 @@ def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto"
     >>> softmaxlib.log_softmax(np.array([1.0, 2.0, 3.0]), temperature=0.5)
     array([-4.14293163, -2.14293163, -0.14293163])
     """
+    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+        y = _fast_lane("log_softmax", x, axis, algorithm, out)
+        if y is not NotImplemented:
+            return y
     return _compute("log_softmax", x, axis, where, algorithm, xp, False, temperature, out)
 
 
@@ -371,6 +379,35 @@ for _function in (softmax, log_softmax, logsumexp, softmax_topk, stablemax, log_
 del _function
 
 
+def _fast_lane(op, x, axis, algorithm, out):
+    """The common call, straight to the native kernels: a float32/float64 NumPy array
+    with an int axis or None, no where, temperature or xp (the caller checked), and
+    no out or a C-contiguous writable one of the result's shape and dtype that is x
+    or does not overlap it. NotImplemented for anything else (and for what the full
+    path must refuse or handle: a bool or out-of-range axis, an unknown algorithm,
+    an empty or 0-d array), which then takes the full path. Its checks are those of
+    the full path for such a call, so the result is the same."""
+    if x.dtype not in _LANE_DTYPES or x.ndim == 0 or x.size == 0 or algorithm not in ALGORITHMS:
+        return NotImplemented
+    if out is not None and not (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape
+                                and out.flags.c_contiguous and out.flags.writeable
+                                and (out is x or not np.may_share_memory(out, x))):
+        return NotImplemented
+    if axis is None:
+        axes_bits, row = (1 << x.ndim) - 1, x.size
+    elif type(axis) is int and -x.ndim <= axis < x.ndim:
+        axes_bits, row = 1 << (axis % x.ndim), x.shape[axis]
+    else:
+        return NotImplemented
+    fast = _backends.fast_path(_NUMPY)
+    if fast is None or not hasattr(fast, "compute_plain"):
+        return NotImplemented
+    return fast.compute_plain(op, x, axes_bits, row, algorithm, out)
+
+
+_LANE_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+
+
 def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None, out=None):
     """Check the arguments, run the fast path of ``x``'s namespace or the reference."""
     if algorithm not in ALGORITHMS:
@@ -435,14 +472,19 @@ def _check_out(xp, out, x_given, x, shape, where):
     if not out.flags.writeable:
         msg = "out is read-only"
         raise ValueError(msg)
-    in_place = (isinstance(x_given, np.ndarray) and out.__array_interface__["data"][0] == x_given.__array_interface__["data"][0]
-                and out.strides == x_given.strides and out.shape == x_given.shape and out.dtype == x_given.dtype)
-    if not in_place and np.may_share_memory(out, x_given) and np.shares_memory(out, x_given):
-        msg = "out overlaps x without being x itself; pass out=x (in place) or an array of its own"
-        raise ValueError(msg)
+    if out is not x_given and np.may_share_memory(out, x_given) and not _same_view(out, x_given):
+        if np.shares_memory(out, x_given):
+            msg = "out overlaps x without being x itself; pass out=x (in place) or an array of its own"
+            raise ValueError(msg)
     if where is not None and np.may_share_memory(out, where) and np.shares_memory(out, where):
         msg = "out overlaps where"
         raise ValueError(msg)
+
+
+def _same_view(a, b):
+    """Do NumPy arrays ``a`` and ``b`` view the same elements the same way?"""
+    return (isinstance(b, np.ndarray) and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape and a.dtype == b.dtype)
 
 
 class _InputMask:

@@ -77,6 +77,22 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     return _deliver(y, out)
 
 
+def compute_plain(op, x, axes_bits, row, algorithm, out=None):
+    """``compute`` for the common call on its shortest path: softmax or log_softmax
+    of a non-empty float32/float64 array over the axes whose bits are set in
+    ``axes_bits`` (valid: the caller checked; ``row`` elements per row), no where or
+    temperature; ``out`` None or a C-contiguous array the caller checked as
+    ``compute``'s."""
+    if native.kernels is None:
+        return NotImplemented
+    if algorithm == "auto":
+        algorithm = auto_algorithm(op, x.dtype, row * x.itemsize, x.nbytes)
+    y = np.empty(x.shape, dtype=x.dtype) if out is None else out
+    native.kernels.compute(native.OPS[op], native.ALGORITHMS[algorithm], native.NUMPY_DTYPES[x.dtype], x, axes_bits,
+                           y, None)
+    return y
+
+
 def _output(shape, dtype, out):
     """The array the kernels write: ``out`` when they can write it as it is (C-contiguous)."""
     if out is not None and out.flags.c_contiguous:
