@@ -521,9 +521,13 @@ class _InputMask:
 
 def _unmask(x, where):
     """``(x, mask, where)``: a masked input's data, its ``_InputMask`` and ``where`` with
-    the masked entries left out; other inputs as they are, with mask None."""
+    the masked entries left out; a memory map as a plain view of its memory (the
+    native kernels take only plain arrays; NumPy's own functions return plain
+    arrays from one too); other inputs as they are, with mask None."""
     if type(x) is np.ndarray:  # the common case first
         return x, None, where
+    if type(x) is np.memmap:
+        return x.view(np.ndarray), None, where
     if isinstance(x, np.ma.MaskedArray):
         data, mask, xp = np.ma.getdata(x), _InputMask(np.ma.getmaskarray(x), dask=False), _NUMPY
     elif array_api_compat.is_dask_array(x) and isinstance(x._meta, np.ma.MaskedArray):
