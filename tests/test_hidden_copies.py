@@ -33,7 +33,9 @@ def _inputs(tmp_path):
     path = tmp_path / "x.bin"
     rng.standard_normal(N, dtype=np.float32).tofile(path)
     memmap = np.memmap(path, dtype=np.float32, mode="r", shape=(N,))
+    big_endian = rng.standard_normal(N, dtype=np.float32).astype(">f4")
     return {
+        "big-endian '>f4', softmax": (lambda: softmaxlib.softmax(big_endian), big_endian, big_endian.size * 4),
         "strided rows, softmax": (lambda: softmaxlib.softmax(strided), strided, strided.size * 4),
         "Fortran order, axis=None, log_softmax": (lambda: softmaxlib.log_softmax(fortran, axis=None), fortran,
                                                   fortran.size * 4),
@@ -42,7 +44,7 @@ def _inputs(tmp_path):
     }
 
 
-@pytest.mark.parametrize("name", ["strided rows, softmax", "Fortran order, axis=None, log_softmax",
+@pytest.mark.parametrize("name", ["big-endian '>f4', softmax", "strided rows, softmax", "Fortran order, axis=None, log_softmax",
                                   "np.memmap, logsumexp", "np.memmap, softmax"])
 def test_no_copy_of_the_input(tmp_path, name):
     call, x, out_bytes = _inputs(tmp_path)[name]
@@ -59,3 +61,21 @@ def test_memmap_gives_a_plain_array_with_the_same_bits(tmp_path):
         y = function(m)
         assert type(y) is np.ndarray
         assert y.tobytes() == function(x).tobytes()
+
+
+@pytest.mark.parametrize("function", [softmaxlib.softmax, softmaxlib.log_softmax, softmaxlib.logsumexp,
+                                      softmaxlib.stablemax, softmaxlib.log_stablemax], ids=lambda f: f.__name__)
+def test_other_byte_order_gives_the_same_values_in_its_dtype(function):
+    x = np.random.default_rng(2).standard_normal((5, 301))
+    x[1, 3] = np.inf
+    for dtype in (">f4", ">f8", ">f2"):
+        swapped, native = x.astype(dtype), x.astype(np.dtype(dtype).newbyteorder("="))
+        where = native > -1
+        with np.errstate(all="ignore"):
+            y, expected = function(swapped, where=where), function(native, where=where)
+        assert y.dtype == swapped.dtype
+        assert y.astype(expected.dtype).tobytes() == expected.tobytes()
+    out = np.empty(x.shape, ">f4")
+    if function is not softmaxlib.logsumexp:
+        assert function(x.astype(">f4"), out=out) is out
+        assert out.astype("<f4").tobytes() == function(x.astype("<f4")).tobytes()

@@ -49,6 +49,8 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     """
     if native.kernels is None or type(x) is not np.ndarray:
         return NotImplemented
+    if not x.dtype.isnative:
+        return _byte_swapped(op, x, axes, where, algorithm, temperature, out)
     if op in native.STABLEMAX_OPS:  # (StableMax takes no temperature)
         return _stablemax(op, x, axes, where, out) if temperature is None else NotImplemented
     code = native.NUMPY_DTYPES.get(x.dtype)
@@ -91,6 +93,25 @@ def compute_plain(op, x, axes_bits, row, algorithm, out=None):
     native.kernels.compute(native.OPS[op], native.ALGORITHMS[algorithm], native.NUMPY_DTYPES[x.dtype], x, axes_bits,
                            y, None)
     return y
+
+
+def _byte_swapped(op, x, axes, where, algorithm, temperature, out):
+    """``compute`` of an array in the other byte order ('>f4' here), whose bytes the
+    kernels cannot read: on a native-order copy, computed in place, then swapped
+    back in place, so that the copy becomes the result (no memory beyond it for
+    softmax and the like; logsumexp keeps the copy while it runs)."""
+    native_dtype = x.dtype.newbyteorder("=")
+    if native_dtype not in native.NUMPY_DTYPES or x.size == 0:
+        return NotImplemented
+    copy = x.astype(native_dtype, order="C")
+    in_place = op != "logsumexp" and out is None
+    y = compute(op, copy, axes, where, algorithm, temperature, out=copy if in_place else None)
+    if y is NotImplemented:
+        return NotImplemented
+    if out is not None:
+        np.copyto(out, y)
+        return out
+    return y.byteswap(inplace=True).view(x.dtype)
 
 
 def _output(shape, dtype, out):
