@@ -56,6 +56,14 @@ _XP = """xp : array namespace, optional
         The library's own module (``numpy``, ``torch``, ...) stands for its Array-API
         namespace; anything else, or a namespace that is not ``x``'s, is a TypeError."""
 
+_OUT = """out : numpy.ndarray, optional
+        NumPy only: the array to write the result into, and to return.  It must have
+        the result's shape and dtype, be writable, and either not overlap ``x`` or be
+        ``x`` itself (in place: ``out=x``); any strides.  Otherwise ValueError (or
+        TypeError for a type) before any work.  Same values as without ``out``.  JAX
+        arrays are immutable and refuse it (TypeError); so, for now, do the other
+        libraries."""
+
 _COMMON_OPTIONS = """algorithm : {"auto", "three-pass", "three-pass-reload", "online", "two-pass"}
         How to compute it; see :data:`softmaxlib.ALGORITHMS`.  All give the same
         result within the documented tolerance; "auto" picks the fastest for the
@@ -63,7 +71,7 @@ _COMMON_OPTIONS = """algorithm : {"auto", "three-pass", "three-pass-reload", "on
     """ + _XP
 
 
-def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None):
+def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None, out=None):
     """Softmax of ``x`` along ``axis``: ``exp(x) / sum(exp(x))``, without overflow.
 
     Parameters
@@ -71,12 +79,13 @@ def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp
     {params}
     {temperature}
     {options}
+    {out}
 
     Returns
     -------
     y : array
         Same namespace, device, shape and floating dtype as ``x``; each slice along
-        ``axis`` sums to 1 (masked entries are 0).
+        ``axis`` sums to 1 (masked entries are 0).  ``out`` itself when given.
 
     Notes
     -----
@@ -113,10 +122,14 @@ def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp
     array([[0.26894142, 0.73105858],
            [0.5       , 0.5       ]])
     """
-    return _compute("softmax", x, axis, where, algorithm, xp, False, temperature)
+    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+        y = _fast_lane("softmax", x, axis, algorithm, out)
+        if y is not NotImplemented:
+            return y
+    return _compute("softmax", x, axis, where, algorithm, xp, False, temperature, out)
 
 
-def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None):
+def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp=None, out=None):
     """Logarithm of the softmax of ``x`` along ``axis``: ``x - logsumexp(x)``, exactly.
 
     Parameters
@@ -124,12 +137,13 @@ def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto"
     {params}
     {temperature}
     {options}
+    {out}
 
     Returns
     -------
     y : array
         Same namespace, device, shape and floating dtype as ``x``; masked entries
-        are ``-inf``.
+        are ``-inf``.  ``out`` itself when given.
 
     Notes
     -----
@@ -149,7 +163,11 @@ def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto"
     >>> softmaxlib.log_softmax(np.array([1.0, 2.0, 3.0]), temperature=0.5)
     array([-4.14293163, -2.14293163, -0.14293163])
     """
-    return _compute("log_softmax", x, axis, where, algorithm, xp, False, temperature)
+    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+        y = _fast_lane("log_softmax", x, axis, algorithm, out)
+        if y is not NotImplemented:
+            return y
+    return _compute("log_softmax", x, axis, where, algorithm, xp, False, temperature, out)
 
 
 def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, temperature=None, algorithm="auto", xp=None):
@@ -283,7 +301,7 @@ def softmax_topk(x, k, /, axis=-1, *, where=None, xp=None):
     return values, indices
 
 
-def stablemax(x, /, axis=-1, *, where=None, xp=None):
+def stablemax(x, /, axis=-1, *, where=None, xp=None, out=None):
     """StableMax of ``x`` along ``axis``: ``s(x) / sum(s(x))``, with no exponential.
 
     ``s(x) = x + 1`` for ``x >= 0`` and ``1 / (1 - x)`` for ``x < 0`` (Prieto et al.
@@ -293,12 +311,13 @@ def stablemax(x, /, axis=-1, *, where=None, xp=None):
     ----------
     {params}
     {xp}
+    {out}
 
     Returns
     -------
     y : array
         Same namespace, device, shape and floating dtype as ``x``; each slice along
-        ``axis`` sums to 1 (masked entries are 0).
+        ``axis`` sums to 1 (masked entries are 0).  ``out`` itself when given.
 
     Notes
     -----
@@ -318,22 +337,23 @@ def stablemax(x, /, axis=-1, *, where=None, xp=None):
     >>> softmaxlib.stablemax(np.array([-100.0, 0.0, 100.0], dtype=np.float32))
     array([9.7059106e-05, 9.8029701e-03, 9.9009997e-01], dtype=float32)
     """
-    return _compute("stablemax", x, axis, where, "auto", xp)
+    return _compute("stablemax", x, axis, where, "auto", xp, out=out)
 
 
-def log_stablemax(x, /, axis=-1, *, where=None, xp=None):
+def log_stablemax(x, /, axis=-1, *, where=None, xp=None, out=None):
     """Logarithm of the StableMax of ``x`` along ``axis``: ``log s(x) - log sum s(x)``.
 
     Parameters
     ----------
     {params}
     {xp}
+    {out}
 
     Returns
     -------
     y : array
         Same namespace, device, shape and floating dtype as ``x``; masked entries
-        are ``-inf``.
+        are ``-inf``.  ``out`` itself when given.
 
     Notes
     -----
@@ -350,38 +370,75 @@ def log_stablemax(x, /, axis=-1, *, where=None, xp=None):
     >>> softmaxlib.log_stablemax(np.array([-3e38, 3e38], dtype=np.float32))
     array([-177.1937,    0.    ], dtype=float32)
     """
-    return _compute("log_stablemax", x, axis, where, "auto", xp)
+    return _compute("log_stablemax", x, axis, where, "auto", xp, out=out)
 
 
 for _function in (softmax, log_softmax, logsumexp, softmax_topk, stablemax, log_stablemax):
     _function.__doc__ = _function.__doc__.format(
-        params=_COMMON_PARAMETERS, options=_COMMON_OPTIONS, temperature=_TEMPERATURE, xp=_XP
+        params=_COMMON_PARAMETERS, options=_COMMON_OPTIONS, temperature=_TEMPERATURE, xp=_XP, out=_OUT
     )
 del _function
 
 
-def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None):
+def _fast_lane(op, x, axis, algorithm, out):
+    """The common call, straight to the native kernels: a float32/float64 NumPy array
+    with an int axis or None, no where, temperature or xp (the caller checked), and
+    no out or a C-contiguous writable one of the result's shape and dtype that is x
+    or does not overlap it. NotImplemented for anything else (and for what the full
+    path must refuse or handle: a bool or out-of-range axis, an unknown algorithm,
+    an empty or 0-d array), which then takes the full path. Its checks are those of
+    the full path for such a call, so the result is the same."""
+    if x.dtype not in _LANE_DTYPES or x.ndim == 0 or x.size == 0 or algorithm not in ALGORITHMS:
+        return NotImplemented
+    if out is not None and not (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape
+                                and out.flags.c_contiguous and out.flags.writeable
+                                and (out is x or not np.may_share_memory(out, x))):
+        return NotImplemented
+    if axis is None:
+        axes_bits, row = (1 << x.ndim) - 1, x.size
+    elif type(axis) is int and -x.ndim <= axis < x.ndim:
+        axes_bits, row = 1 << (axis % x.ndim), x.shape[axis]
+    else:
+        return NotImplemented
+    fast = _backends.fast_path(_NUMPY)
+    if fast is None or not hasattr(fast, "compute_plain"):
+        return NotImplemented
+    return fast.compute_plain(op, x, axes_bits, row, algorithm, out)
+
+
+_LANE_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+
+
+def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None, out=None):
     """Check the arguments, run the fast path of ``x``'s namespace or the reference."""
     if algorithm not in ALGORITHMS:
         msg = f"unknown algorithm {algorithm!r}; valid names are {', '.join(map(repr, ALGORITHMS))}"
         raise ValueError(msg)
-    if type(x) is not np.ndarray and _backends.torch_compiling():
+    if out is not None and isinstance(x, np.ma.MaskedArray):
+        msg = "out= takes no masked array input (the result is a masked array); call without out="
+        raise TypeError(msg)
+    if out is None and type(x) is not np.ndarray and _backends.torch_compiling():
         result = _backends.torch_traced(op, x, _normalize_axes(axis, x.ndim), where, algorithm, keepdims,
                                         temperature)
         if result is not NotImplemented:
             return result
+    x_given = x
     x, mask, where = _unmask(x, where)
     xp, x, shape, axes, where = _prepare(x, axis, where, xp)
+    if out is not None:
+        _check_out(xp, out, x_given, x, shape, where)
 
     result = NotImplemented
     fast = _backends.fast_path(xp)
+    # The fast path writes into out itself when it can (out has x's shape here).
+    fast_out = {} if out is None or tuple(x.shape) != shape else {"out": out}
     if temperature is None:  # the plain call, which every fast path takes
         if fast is not None and math.prod(x.shape) > 0:
-            result = fast.compute(op, x, axes, where, algorithm)
+            result = fast.compute(op, x, axes, where, algorithm, **fast_out)
     else:
         temperature = _check_temperature(xp, temperature, x, axes)
         if fast is not None and math.prod(x.shape) > 0:
-            result = fast.compute(op, x, axes, where, algorithm, temperature=temperature)
+            result = fast.compute(op, x, axes, where, algorithm, temperature=temperature, **fast_out)
     if result is NotImplemented and fast is not None and math.prod(x.shape) > 0:
         # What a native path leaves (no build, a dtype or temperature it lacks) runs
         # generically before it runs the reference.
@@ -396,6 +453,10 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
                 result = _reference.compute(xp, op, x, axes, where, algorithm, temperature)
 
     result = _restore_shape(xp, result, x, shape)
+    if out is not None:
+        if result is not out:
+            np.copyto(out, result)
+        return out
     if op == "logsumexp" and keepdims and shape:
         result = xp.reshape(result, tuple(1 if a in axes else s for a, s in enumerate(shape)))
     if mask is not None:
@@ -404,6 +465,38 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
             row_mask = mask.all(row_mask, axis=_normalize_axes(axis, row_mask.ndim), keepdims=keepdims)
         result = mask.masked(result, row_mask)
     return result
+
+
+def _check_out(xp, out, x_given, x, shape, where):
+    """Refuse an ``out=`` the computation cannot write into, before any work."""
+    if xp is not _NUMPY:
+        if array_api_compat.is_jax_namespace(xp):
+            msg = "out= is not possible for JAX arrays: they are immutable; use the returned array"
+        else:
+            msg = f"out= is supported for NumPy arrays only, not for {xp.__name__} arrays"
+        raise TypeError(msg)
+    if type(out) is not np.ndarray:
+        msg = f"out must be a numpy.ndarray, got {type(out).__module__}.{type(out).__name__}"
+        raise TypeError(msg)
+    if out.shape != shape or out.dtype != x.dtype:
+        msg = f"out has shape {out.shape} and dtype {out.dtype}; the result has shape {shape} and dtype {x.dtype}"
+        raise ValueError(msg)
+    if not out.flags.writeable:
+        msg = "out is read-only"
+        raise ValueError(msg)
+    if out is not x_given and np.may_share_memory(out, x_given) and not _same_view(out, x_given):
+        if np.shares_memory(out, x_given):
+            msg = "out overlaps x without being x itself; pass out=x (in place) or an array of its own"
+            raise ValueError(msg)
+    if where is not None and np.may_share_memory(out, where) and np.shares_memory(out, where):
+        msg = "out overlaps where"
+        raise ValueError(msg)
+
+
+def _same_view(a, b):
+    """Do NumPy arrays ``a`` and ``b`` view the same elements the same way?"""
+    return (isinstance(b, np.ndarray) and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape and a.dtype == b.dtype)
 
 
 class _InputMask:
@@ -440,9 +533,13 @@ class _InputMask:
 
 def _unmask(x, where):
     """``(x, mask, where)``: a masked input's data, its ``_InputMask`` and ``where`` with
-    the masked entries left out; other inputs as they are, with mask None."""
+    the masked entries left out; a memory map as a plain view of its memory (the
+    native kernels take only plain arrays; NumPy's own functions return plain
+    arrays from one too); other inputs as they are, with mask None."""
     if type(x) is np.ndarray:  # the common case first
         return x, None, where
+    if type(x) is np.memmap:
+        return x.view(np.ndarray), None, where
     if isinstance(x, np.ma.MaskedArray):
         data, mask, xp = np.ma.getdata(x), _InputMask(np.ma.getmaskarray(x), dask=False), _NUMPY
     elif array_api_compat.is_dask_array(x) and isinstance(x._meta, np.ma.MaskedArray):

@@ -14,7 +14,9 @@ empty, and ``info()`` says why.
 
 import contextlib
 import os
+import re
 import threading
+import warnings
 
 import numpy as np
 
@@ -155,20 +157,71 @@ threads_given = bool(os.environ.get("SOFTMAXLIB_NUM_THREADS"))
 
 
 def set_num_threads(n):
-    """Set the number of threads the native kernels use (>= 1), process-wide."""
+    """Set the number of threads the native kernels use (>= 1), process-wide.
+
+    The count is capped at ``max_num_threads()`` (a few per CPU this process may
+    use), with a RuntimeWarning: more threads only add switching, and an
+    unbounded count would use up the machine's process table.
+    """
     global threads_given
     if kernels is None:
         return
-    kernels.set_num_threads(int(n))
+    n = int(n)
+    kernels.set_num_threads(n)
     threads_given = True
+    if n > kernels.get_num_threads():
+        msg = f"{n} threads is above the cap of {max_num_threads()}; using {kernels.get_num_threads()}"
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
 
 def get_num_threads():
     """Number of threads the native kernels use (default: the CPUs this process may
-    use, or ``SOFTMAXLIB_NUM_THREADS``)."""
+    use, or ``SOFTMAXLIB_NUM_THREADS``). When the system refuses to start a
+    thread, the pool runs with those it could start (``info()["pool_threads"]``)."""
     if kernels is None:
         return 1
     return kernels.get_num_threads()
+
+
+def max_num_threads():
+    """The most threads the native kernels use: a few per CPU this process may use."""
+    if kernels is None:
+        return 1
+    return kernels.max_num_threads()
+
+
+# What the extension accepts from SOFTMAXLIB_NUM_THREADS (strtol, base 10, nothing after).
+_WHOLE_NUMBER = re.compile(r"\s*\+?[0-9]+")
+
+
+def _warn_about_environment():
+    """Warn once, at import, about a SOFTMAXLIB_* variable the extension cannot
+    take as given (it then uses its default, which the warning names)."""
+    threads = os.environ.get("SOFTMAXLIB_NUM_THREADS")
+    if threads is not None:
+        used = kernels.get_num_threads()
+        if not _WHOLE_NUMBER.fullmatch(threads) or int(threads) < 1:
+            msg = (f"SOFTMAXLIB_NUM_THREADS={threads!r} is not a whole number >= 1; "
+                   f"using {used} threads (the CPUs this process may use)")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        elif int(threads) > used:
+            msg = (f"SOFTMAXLIB_NUM_THREADS={threads!r} is above the cap of {max_num_threads()} "
+                   f"threads ({kernels.THREADS_PER_CPU} per CPU this process may use); using {used}")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    isa = os.environ.get("SOFTMAXLIB_ISA")
+    if isa:  # empty: unset
+        used = kernels.get_isa()
+        if isa.lower() not in kernels.compiled_isas():
+            msg = (f"SOFTMAXLIB_ISA={isa!r} is not one of {', '.join(kernels.compiled_isas())} "
+                   f"(case-insensitive); using {used}")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        elif isa.lower() not in kernels.supported_isas():
+            msg = f"SOFTMAXLIB_ISA={isa!r} is not supported by this CPU; using {used}"
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+
+if kernels is not None:
+    _warn_about_environment()
 
 
 _isa_lock = threading.Lock()
@@ -201,6 +254,8 @@ def info():
         "isas_compiled": list(kernels.compiled_isas()),
         "isas_supported": list(kernels.supported_isas()),
         "threads": kernels.get_num_threads(),
+        "max_threads": kernels.max_num_threads(),
+        "pool_threads": kernels.pool_threads(),
         "kernels": list(kernels.kernel_names()),
         "chunk": int(kernels.chunk()),
         "l2_cache_bytes": L2_BYTES,

@@ -12,6 +12,7 @@ import importlib.util
 import ml_dtypes
 import numpy as np
 
+import softmaxlib
 import softmaxlib._backends
 
 
@@ -37,6 +38,8 @@ class BackendCase:
     #: Is every call a large compilation (the reference under jax.jit)?  Suites with
     #: many cases then run the subset marked for such paths.
     slow_compile: bool = False
+    #: None, or (function, x, kwargs) -> result: how the path calls (out=, say).
+    call_through: object = None
 
     def call(self, function, x, *, compiled=False, **kwargs):
         """``function(x, **kwargs)``, under jax.jit if ``compiled`` and the path has it.
@@ -50,6 +53,8 @@ class BackendCase:
             import jax
 
             return jax.jit(functools.partial(function, **kwargs))(x)
+        if self.call_through is not None:
+            return self.call_through(function, x, kwargs)
         return function(x, **kwargs)
 
     def missing(self):
@@ -207,6 +212,35 @@ CASES.append(
         jit=True,
         slow_compile=True,
     )
+)
+
+
+def _call_with_out(in_place):
+    """How the ``out=`` paths call the functions that take it: into a fresh buffer
+    with reversed strides (the kernels write a C-ordered array, copied into it), or,
+    ``in_place``, ``f(y, out=y)`` on a C-ordered copy ``y`` of x (written directly;
+    x itself stays as it is for the suite's oracle).  Either way the call must
+    return ``out`` itself."""
+
+    def call(function, x, kwargs):
+        if function not in (softmaxlib.softmax, softmaxlib.log_softmax, softmaxlib.stablemax,
+                            softmaxlib.log_stablemax):
+            return function(x, **kwargs)
+        if in_place and x.dtype.kind in "fV":
+            x = out = x.copy()
+        else:
+            dtype = x.dtype if x.dtype.kind in "fV" else np.dtype(np.float64)
+            out = np.empty(x.shape[::-1], dtype).T
+        y = function(x, out=out, **kwargs)
+        assert y is out, "a call with out= must return out itself"
+        return y
+
+    return call
+
+
+CASES.extend(
+    BackendCase(name, ("numpy",), ALL_DTYPES, _numpy_from, _to_float64, call_through=_call_with_out(in_place))
+    for name, in_place in (("numpy-out", False), ("numpy-out-in-place", True))
 )
 
 

@@ -28,7 +28,7 @@ def _auto(op, x, axes):
     return auto_algorithm(op, x.dtype, row * x.itemsize, x.nbytes)
 
 
-def compute(op, x, axes, where, algorithm, temperature=None):
+def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     """Compute ``op`` over ``axes`` of the NumPy array ``x`` natively.
 
     Parameters follow :func:`softmaxlib._reference.compute` without ``xp``: ``axes``
@@ -40,12 +40,19 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     ``RowSolver::solve_t`` in _native/row_solver.h).
     Returns a new C-contiguous array (``x.shape`` for
     softmax/log_softmax, ``axes`` removed for logsumexp) of ``x.dtype``, or
-    ``NotImplemented`` for what the kernels do not handle.
+    ``NotImplemented`` for what the kernels do not handle. With ``out`` (softmax
+    and the like; checked by the caller: the result's shape and dtype, writable,
+    ``x`` itself or not overlapping it) the result goes there and ``out`` is
+    returned: written directly when ``out`` is C-contiguous (the kernels read
+    each row before they write it, so ``out=x`` works in place), else through a
+    fresh array and a copy.
     """
     if native.kernels is None or type(x) is not np.ndarray:
         return NotImplemented
+    if not x.dtype.isnative:
+        return _byte_swapped(op, x, axes, where, algorithm, temperature, out)
     if op in native.STABLEMAX_OPS:  # (StableMax takes no temperature)
-        return _stablemax(op, x, axes, where) if temperature is None else NotImplemented
+        return _stablemax(op, x, axes, where, out) if temperature is None else NotImplemented
     code = native.NUMPY_DTYPES.get(x.dtype)
     if code is None or x.size == 0:
         return NotImplemented
@@ -60,16 +67,66 @@ def compute(op, x, axes, where, algorithm, temperature=None):
     else:
         shape = x.shape
     if temperature is None:
-        y = np.empty(shape, dtype=x.dtype)
+        y = _output(shape, x.dtype, out)
         native.kernels.compute(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where)
-        return y
+        return _deliver(y, out)
     mode_value_rows = _temperature_args(temperature, x, axes)
     if mode_value_rows is NotImplemented:
         return NotImplemented
-    y = np.empty(shape, dtype=x.dtype)
+    y = _output(shape, x.dtype, out)
     native.kernels.compute_temperature(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where,
                                        *mode_value_rows)
+    return _deliver(y, out)
+
+
+def compute_plain(op, x, axes_bits, row, algorithm, out=None):
+    """``compute`` for the common call on its shortest path: softmax or log_softmax
+    of a non-empty float32/float64 array over the axes whose bits are set in
+    ``axes_bits`` (valid: the caller checked; ``row`` elements per row), no where or
+    temperature; ``out`` None or a C-contiguous array the caller checked as
+    ``compute``'s."""
+    if native.kernels is None:
+        return NotImplemented
+    if algorithm == "auto":
+        algorithm = auto_algorithm(op, x.dtype, row * x.itemsize, x.nbytes)
+    y = np.empty(x.shape, dtype=x.dtype) if out is None else out
+    native.kernels.compute(native.OPS[op], native.ALGORITHMS[algorithm], native.NUMPY_DTYPES[x.dtype], x, axes_bits,
+                           y, None)
     return y
+
+
+def _byte_swapped(op, x, axes, where, algorithm, temperature, out):
+    """``compute`` of an array in the other byte order ('>f4' here), whose bytes the
+    kernels cannot read: on a native-order copy, computed in place, then swapped
+    back in place, so that the copy becomes the result (no memory beyond it for
+    softmax and the like; logsumexp keeps the copy while it runs)."""
+    native_dtype = x.dtype.newbyteorder("=")
+    if native_dtype not in native.NUMPY_DTYPES or x.size == 0:
+        return NotImplemented
+    copy = x.astype(native_dtype, order="C")
+    in_place = op != "logsumexp" and out is None
+    y = compute(op, copy, axes, where, algorithm, temperature, out=copy if in_place else None)
+    if y is NotImplemented:
+        return NotImplemented
+    if out is not None:
+        np.copyto(out, y)
+        return out
+    return y.byteswap(inplace=True).view(x.dtype)
+
+
+def _output(shape, dtype, out):
+    """The array the kernels write: ``out`` when they can write it as it is (C-contiguous)."""
+    if out is not None and out.flags.c_contiguous:
+        return out
+    return np.empty(shape, dtype=dtype)
+
+
+def _deliver(y, out):
+    """The result: ``y``, copied into ``out`` when one is given and ``y`` is not it."""
+    if out is None or y is out:
+        return y
+    np.copyto(out, y)
+    return out
 
 
 def _temperature_args(temperature, x, axes):
@@ -94,14 +151,14 @@ def _temperature_args(temperature, x, axes):
     return (native.TEMPERATURE_MODES["per_row"], 1.0, np.ascontiguousarray(temperature, dtype=np.float64))
 
 
-def _stablemax(op, x, axes, where):
+def _stablemax(op, x, axes, where, out=None):
     """StableMax / log-StableMax natively (``compute``'s contract; no algorithms)."""
     code = native.NUMPY_DTYPES.get(x.dtype)
     if code is None or x.size == 0 or not axes:
         return NotImplemented
-    y = np.empty(x.shape, dtype=x.dtype)
+    y = _output(x.shape, x.dtype, out)
     native.kernels.stablemax(native.STABLEMAX_OPS[op], code, x, native.axes_mask(axes), y, _mask_of(where, x.shape))
-    return y
+    return _deliver(y, out)
 
 
 def softmax_topk(x, k, axis, where):

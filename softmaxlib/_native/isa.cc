@@ -2,6 +2,7 @@
 #include "isa.h"
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -35,8 +36,15 @@ const IsaEntry kIsas[] = {
 
 std::atomic<const KernelTable*> g_table{nullptr};
 
+// ISA names are case-insensitive ("AVX2" is "avx2").
 const IsaEntry* find_isa(const std::string& name) {
-  for (const auto& e : kIsas) if (name == e.name) return &e;
+  for (const auto& e : kIsas) {
+    const std::string canonical = e.name;
+    bool same = name.size() == canonical.size();
+    for (std::size_t i = 0; same && i < name.size(); ++i)
+      same = std::tolower(static_cast<unsigned char>(name[i])) == canonical[i];
+    if (same) return &e;
+  }
   return nullptr;
 }
 
@@ -53,8 +61,10 @@ const KernelTable* best_table(const char* at_most) {
 const KernelTable* table_now() {
   const KernelTable* t = g_table.load(std::memory_order_acquire);
   if (t == nullptr) {
+    // An unknown name is ignored here; the Python loader warns about it.
     const char* env = std::getenv("SOFTMAXLIB_ISA");
-    t = best_table(env && *env && find_isa(env) ? env : nullptr);
+    const IsaEntry* asked = (env && *env) ? find_isa(env) : nullptr;
+    t = best_table(asked ? asked->name : nullptr);
     g_table.store(t, std::memory_order_release);
   }
   return t;

@@ -87,9 +87,20 @@ std::size_t batch_size(const py::array& x, const std::vector<bool>& reduced, std
   return rows;
 }
 
+// An argument taken as a raw handle: a NumPy array as it is, never converted
+// (pybind11's py::array argument goes through PyArray_FromAny on every call,
+// a cost the smallest softmaxes feel).
+py::array as_array(py::handle h, const char* what) {
+  if (!py::isinstance<py::array>(h)) throw py::type_error(std::string(what) + " must be a NumPy array");
+  return py::reinterpret_borrow<py::array>(h);
+}
+
 // op, alg, dtype: the codes of driver.h (exported as OPS, ALGORITHMS, DTYPES).
-void compute(int op, int alg, int dtype, const py::array& x, std::uint64_t axes, py::array& y,
-             const py::object& where) {
+void compute(int op, int alg, int dtype, py::handle x_handle, std::uint64_t axes, py::handle y_handle,
+             py::handle where_handle) {
+  const py::array x = as_array(x_handle, "x");
+  py::array y = as_array(y_handle, "y");
+  const py::object where = py::reinterpret_borrow<py::object>(where_handle);
   check_op_alg(op, alg);
   const drv::DType dt = dtype_code(dtype, x);
   const auto reduced = reduced_axes(axes, std::size_t(x.ndim()));
@@ -313,6 +324,9 @@ PYBIND11_MODULE(_kernels, m) {
         "Write dx (and each row's dL/dT) of op's backward on raw memory: pointers as integers, byte strides.");
   m.def("set_num_threads", &driver::set_num_threads);
   m.def("get_num_threads", &driver::num_threads);
+  m.def("max_num_threads", &driver::max_num_threads);
+  m.attr("THREADS_PER_CPU") = driver::kThreadsPerCpu;
+  m.def("pool_threads", &driver::pool_threads);
   m.def("get_isa", [] { return std::string(current_table()->isa); });
   m.def("set_isa", &driver::set_isa);
   m.def("compiled_isas", &driver::compiled_isas);

@@ -51,8 +51,19 @@ bool spin_until(Done done) {
 
 class Pool {
  public:
-  explicit Pool(int nthreads) {
-    for (int i = 1; i < nthreads; ++i) workers_.emplace_back([this, i] { loop(i); });
+  // Starts up to nthreads - 1 workers. A thread the system refuses (a process
+  // or memory limit) ends the starting: the pool runs with the workers it got,
+  // and the caller still asked for `requested()` (so it is not rebuilt on every
+  // call). An exception out of here would destroy joinable std::threads
+  // (std::terminate) or a condition variable with waiters (a hang).
+  explicit Pool(int nthreads) : requested_(nthreads) {
+    try {
+      workers_.reserve(std::size_t(nthreads - 1));
+      for (int i = 1; i < nthreads; ++i) workers_.emplace_back([this, i] { loop(i); });
+    } catch (const std::exception&) {
+      // std::system_error from the thread, std::bad_alloc from the vector:
+      // keep the workers already running.
+    }
   }
   ~Pool() {
     {
@@ -63,6 +74,7 @@ class Pool {
     for (auto& t : workers_) t.join();
   }
   int size() const { return int(workers_.size()) + 1; }
+  int requested() const { return requested_; }
   // Runs fn(tid) for tid in [0, size()), tid 0 on the calling thread.
   void run(const std::function<void(int)>& fn) {
     {
@@ -104,6 +116,7 @@ class Pool {
       }
     }
   }
+  const int requested_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
@@ -116,19 +129,29 @@ class Pool {
   std::atomic<bool> stop_{false};
 };
 
-int default_threads() {
-  if (const char* env = std::getenv("SOFTMAXLIB_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n >= 1) return n;
-  }
+int usable_cpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// SOFTMAXLIB_NUM_THREADS when it is a whole number >= 1 (capped), else the
+// usable CPUs. The Python loader warns about a value it cannot take as given.
+int default_threads() {
+  if (const char* env = std::getenv("SOFTMAXLIB_NUM_THREADS")) {
+    // A number too large for long gives LONG_MAX: capped like any other.
+    char* end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1)
+      return int(std::min<long>(n, max_num_threads()));
+  }
+  return usable_cpus();
 }
 
 std::atomic<int> g_num_threads{0};  // 0: not yet read from the environment
 std::atomic<bool> g_pool_busy{false};
 Pool* g_pool = nullptr;  // guarded by g_pool_busy
+std::atomic<int> g_pool_size{0};  // g_pool's threads, 0 before it is built
 
 int threads_now() {
   int n = g_num_threads.load();
@@ -143,6 +166,7 @@ void atfork_child() {
   // The workers did not survive the fork; their pool object is abandoned
   // (leaked, deliberately: its mutexes may be in any state).
   g_pool = nullptr;
+  g_pool_size.store(0);
   g_pool_busy.store(false);
 }
 
@@ -163,10 +187,11 @@ class PoolRunner final : public Runner {
       return;
     }
     struct Release { ~Release() { g_pool_busy.store(false); } } release;
-    if (g_pool == nullptr || g_pool->size() != nt) {
+    if (g_pool == nullptr || g_pool->requested() != nt) {
       delete g_pool;
       g_pool = nullptr;
       g_pool = new Pool(nt);
+      g_pool_size.store(g_pool->size());
     }
     std::atomic<std::size_t> next{0};
     std::function<void(int)> job = [&](int) {
@@ -196,12 +221,16 @@ void parallel_for(const Runner& runner, std::size_t n, std::size_t grain,
 
 const Runner& pool_runner() { return g_pool_runner; }
 
+int max_num_threads() { return kThreadsPerCpu * usable_cpus(); }
+
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
-  g_num_threads.store(n);
+  g_num_threads.store(std::min(n, max_num_threads()));
 }
 
 int num_threads() { return threads_now(); }
+
+int pool_threads() { return g_pool_size.load(); }
 
 }  // namespace driver
 }  // namespace softmaxlib

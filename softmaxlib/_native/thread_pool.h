@@ -34,9 +34,17 @@ class InlineRunner final : public Runner {
 // softmaxlib's own process-wide pool (the NumPy path). A call takes it with a
 // try-lock: a concurrent caller runs on its own thread instead of queueing.
 const Runner& pool_runner();
-void set_num_threads(int n);  // n >= 1
-// SOFTMAXLIB_NUM_THREADS, else the CPUs this process may run on, until set.
+// At most kThreadsPerCpu threads per CPU this process may run on: more only
+// adds switching, and an unbounded count (SOFTMAXLIB_NUM_THREADS=2147483647)
+// would use up the machine's process table.
+constexpr int kThreadsPerCpu = 4;
+int max_num_threads();
+void set_num_threads(int n);  // n >= 1; above max_num_threads() it is capped
+// SOFTMAXLIB_NUM_THREADS (capped), else the CPUs this process may run on, until set.
+// The pool may run fewer when the system refuses a thread (pool_threads()).
 int num_threads();
+// The threads the pool last started with (0 before its first parallel call).
+int pool_threads();
 
 // Runs body(begin, end) over [0, n) in blocks of `grain` items on the runner
 // (inline when it has one thread or there is one block).

@@ -26,7 +26,8 @@ def test_bitwise_identical_for_any_thread_count(isa, threads, op, algorithm):
     many_rows = (rng.standard_normal((513, 301)) * 4).astype(np.float32)    # row-parallel
     strided = np.asfortranarray(many_rows)                                   # gathered rows
     results = {}
-    for n in (1, 2, 3, 4, 7):
+    cap = numpy_native.info()["max_threads"]  # (a machine with one CPU caps at 4)
+    for n in sorted({min(n, cap) for n in (1, 2, 3, 4, 7)}):
         threads(n)
         results[n] = [compute(op, a, (1,), algorithm) for a in (long_row, few_rows, many_rows, strided)]
     for n, ys in results.items():
