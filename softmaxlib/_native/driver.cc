@@ -11,6 +11,7 @@
 
 #include "isa.h"
 #include "layout.h"
+#include "round_to_nearest.h"
 #include "row_solver.h"
 #include "special_rows.h"
 
@@ -21,6 +22,7 @@ namespace {
 template <class T>
 void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename ComputeType<T>::type>& kern,
                   const Runner& runner, const Temperature* temp = nullptr) {
+  const RoundToNearest nearest;  // the temperature's constants too, not only the rows
   const std::size_t n = P.n;
   ExpScale<typename ComputeType<T>::type> shared_sc{};
   bool shared_ok = false;
