@@ -98,7 +98,10 @@ def logsumexp_of_accumulator(xp, m, d, n_posinf, has_nan):
     NaN). ``xp`` is the namespace of the fields (NumPy for Dask blocks, jax.numpy
     inside the JAX sharded path)."""
     positive = d > 0
-    lse = xp.where(positive, m + xp.log(xp.where(positive, d, 1.0)), -xp.inf)
+    # d >= 1 exactly (the max's own term): a rounded d a few ulp below would put
+    # the logsumexp below the max.
+    log_d = xp.maximum(xp.log(xp.where(positive, d, 1.0)), 0.0)
+    lse = xp.where(positive, m + log_d, -xp.inf)
     lse = xp.where(n_posinf > 0, xp.inf, lse)
     return xp.where(has_nan > 0, xp.nan, lse)
 

@@ -28,19 +28,28 @@ inline double merge_sum(const double* a, std::size_t n) {
   return merge_sum(a, h) + merge_sum(a + h, n - h);
 }
 
-struct ExtAccD { double v, e; };
+// sum = v 2^e; m: the largest entry (two-pass: it bounds the logsumexp, which
+// the rounded sum alone can put a few ulp below the max).
+struct ExtAccD { double v, e, m = -std::numeric_limits<double>::infinity(); };
 inline ExtAccD merge_ext(const ExtAccD& a, const ExtAccD& b) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   if (a.v != a.v || b.v != b.v || a.e != a.e || b.e != b.e) return {nan, nan};
   double M = std::max(a.e, b.e);
   if (!std::isfinite(M)) return {nan, M};
   auto scaled = [M](const ExtAccD& x) { return std::ldexp(x.v, int(std::max(-4000.0, x.e - M))); };
-  return {scaled(a) + scaled(b), M};
+  return {scaled(a) + scaled(b), M, std::max(a.m, b.m)};
 }
 inline ExtAccD merge_ext_tree(const ExtAccD* a, std::size_t n) {
   if (n == 1) return a[0];
   std::size_t h = n / 2;
   return merge_ext(merge_ext_tree(a, h), merge_ext_tree(a + h, n - h));
+}
+
+// log d for d = sum exp(x_i - max x) over a row of n entries, held to the
+// exact value's range [0, log n]: the rounded sum can stray a few ulp out of
+// [1, n], and then log_softmax would exceed 0 or logsumexp fall below the max.
+inline double log_sum_in_range(double d, double n) {
+  return std::min(std::max(std::log(d), 0.0), std::log(n));
 }
 
 struct OnlineAccD { double m, d; };

@@ -11,6 +11,7 @@
 
 #include "isa.h"
 #include "layout.h"
+#include "round_to_nearest.h"
 #include "row_solver.h"
 #include "special_rows.h"
 
@@ -21,6 +22,7 @@ namespace {
 template <class T>
 void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename ComputeType<T>::type>& kern,
                   const Runner& runner, const Temperature* temp = nullptr) {
+  const RoundToNearest nearest;  // the temperature's constants too, not only the rows
   const std::size_t n = P.n;
   ExpScale<typename ComputeType<T>::type> shared_sc{};
   bool shared_ok = false;
@@ -108,13 +110,13 @@ void finish_rows(Op op, const Problem& P, const Kernels<T, typename ComputeType<
     }
     const std::size_t nc = (n + chunk - 1) / chunk;
     if (op == kSoftmax) {
-      S scale = S(1.0 / d);
+      S scale = S(1.0 / std::max(d, 1.0));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * chunk, len = std::min(chunk, n - lo);
         kern.vscaleexpminusmax(row.x + lo, len, S(m), scale, row.y + lo);
       });
     } else {
-      S logd = S(std::log(d));
+      S logd = S(log_sum_in_range(d, std::max(n_valid, 1.0)));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * chunk, len = std::min(chunk, n - lo);
         kern.vlogsoftmaxminusmax(row.x + lo, len, S(m), logd, row.y + lo);

@@ -19,8 +19,9 @@ struct bf16_t { std::uint16_t bits; };
 // Accumulator of the two-pass (exponent tracking) sum of one piece:
 // sum = v * 2^e. e (the largest round(x log2 e)) doubles as the detector of
 // rows beyond the range reduction's exact range and of +-inf rows, so pass 1
-// needs no separate max.
-template <class S> struct ExtExpAcc { S v; S e; };
+// needs no max pass. m: the piece's largest entry, kept beside the sum; it
+// bounds the row's logsumexp from below.
+template <class S> struct ExtExpAcc { S v; S e; S m; };
 // Accumulator of the online (running max) sum of one piece.
 template <class S> struct OnlineAcc { S m; S d; };
 

@@ -16,6 +16,7 @@
 #include "accumulators.h"
 #include "conversions.h"
 #include "driver.h"
+#include "round_to_nearest.h"
 #include "thread_pool.h"
 
 namespace softmaxlib {
@@ -116,6 +117,7 @@ struct Row {
 // spread over the threads instead.
 template <class T, class Fn>
 void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
+  const RoundToNearest nearest;  // this thread's part; parallel_for sets it on the others
   const std::size_t n = P.n;
   const T ninf = from_double<T>(-std::numeric_limits<double>::infinity());
 

@@ -22,6 +22,7 @@
 #include "isa.h"
 #include "family_table.h"
 #include "kernel_table.h"
+#include "round_to_nearest.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
 #include "xla_ffi.h"
 #include "xla_ffi_backward.h"
@@ -188,6 +189,7 @@ py::array_t<S> apply_exp(py::array_t<S, py::array::c_style | py::array::forcecas
   py::array_t<S> y(x.size());
   {
     py::gil_scoped_release release;
+    const drv::RoundToNearest nearest;  // as the driver runs the kernels
     f(x.data(), std::size_t(x.size()), y.mutable_data());
   }
   return y;
@@ -202,6 +204,7 @@ py::object apply_exp_t(py::array_t<S, py::array::c_style | py::array::forcecast>
   int shift;
   {
     py::gil_scoped_release release;
+    const drv::RoundToNearest nearest;  // as the driver runs the kernels
     shift = f(d.data(), std::size_t(d.size()), t, y.mutable_data());
   }
   return shift < 0 ? py::object(py::none()) : py::object(py::make_tuple(y, shift));
@@ -390,6 +393,7 @@ PYBIND11_MODULE(_kernels, m) {
     py::array_t<float> p(x.size()), e(x.size());
     {
       py::gil_scoped_release release;
+      const drv::RoundToNearest nearest;  // as the driver runs the kernels
       current_table()->exp_pn_f32(x.data(), std::size_t(x.size()), p.mutable_data(), e.mutable_data());
     }
     return py::make_tuple(p, e);

@@ -62,19 +62,19 @@ struct RowSolver {
   // Max-based finishing passes given m and d = sum exp(x - m).
   void finish_maxbased(const T* x, std::size_t n, T* y, T* lse, double m, double d, const ChunkRunner& run) const {
     std::size_t nc = nchunks(n);
+    const double logd = log_sum_in_range(d, double(n));
     if (op == kLogSumExp) {
-      *lse = from_double<T>(m + std::log(d));
+      *lse = from_double<T>(m + logd);
     } else if (op == kSoftmax) {
-      S scale = S(1.0 / d);
+      S scale = S(1.0 / std::max(d, 1.0));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
         k.vscaleexpminusmax(x + lo, len, S(m), scale, y + lo);
       });
     } else {
-      S logd = S(std::log(d));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vlogsoftmaxminusmax(x + lo, len, S(m), logd, y + lo);
+        k.vlogsoftmaxminusmax(x + lo, len, S(m), S(logd), y + lo);
       });
     }
   }
@@ -156,7 +156,7 @@ struct RowSolver {
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
       auto a = sc ? k.raddextexp_t(x + lo, len, sc) : k.raddextexp(x + lo, len);
-      (*exts)[c] = ExtAccD{double(a.v), double(a.e)};
+      (*exts)[c] = ExtAccD{double(a.v), double(a.e), double(a.m)};
     });
     ExtAccD acc = merge_ext_tree(exts->data(), nc);
     const double limit = std::is_same_v<S, float> ? double(kExtExpLimitF32) : kExtExpLimitF64;
@@ -166,7 +166,10 @@ struct RowSolver {
       return three_pass(x, n, y, lse, /*reload=*/true, run);
     }
     const double ln2 = 0x1.62e42fefa39efp-1;
-    double lse_d = acc.e * ln2 + std::log(acc.v);  // logsumexp of x (or x / T)
+    // logsumexp of x (or x / T), held to [max, max + log n] (the rounded v can
+    // stray a few ulp out of it)
+    const double m = sc ? acc.m / t : acc.m;
+    const double lse_d = std::min(std::max(acc.e * ln2 + std::log(acc.v), m), m + std::log(double(n)));
     if (op == kLogSumExp) {
       *lse = from_double<T>(lse_d);
     } else if (op == kSoftmax) {
@@ -252,19 +255,19 @@ struct RowSolver {
   void finish_maxbased_t(const T* x, std::size_t n, T* y, T* lse, double m, double d, double t,
                          const ExpScale<S>& sc, const ChunkRunner& run) const {
     std::size_t nc = nchunks(n);
+    const double logd = log_sum_in_range(d, double(n));
     if (op == kLogSumExp) {
-      *lse = from_double<T>(m / t + std::log(d));
+      *lse = from_double<T>(m / t + logd);
     } else if (op == kSoftmax) {
-      S scale = S(std::ldexp(1.0 / d, -sc.shift));  // the kernel's exps carry 2^shift
+      S scale = S(std::ldexp(1.0 / std::max(d, 1.0), -sc.shift));  // the kernel's exps carry 2^shift
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
         k.vscaleexpminusmax_t(x + lo, len, S(m), scale, &sc, y + lo);
       });
     } else {
-      S logd = S(std::log(d));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vlogsoftmaxminusmax_t(x + lo, len, S(m), logd, sc.inv_t, y + lo);
+        k.vlogsoftmaxminusmax_t(x + lo, len, S(m), S(logd), sc.inv_t, y + lo);
       });
     }
   }
@@ -291,7 +294,7 @@ struct RowSolver {
     using L = long double;
     L d = 0;
     for (std::size_t i = 0; i < n; ++i) d += std::exp((L(to_double(x[i])) - L(m)) / L(t));
-    const L logd = std::log(d);
+    const L logd = std::min(std::max(std::log(d), L(0)), std::log(L(n)));
     if (op == kLogSumExp) { *lse = from_double<T>(double(L(m) / L(t) + logd)); return; }
     for (std::size_t i = 0; i < n; ++i) {
       L z = (L(to_double(x[i])) - L(m)) / L(t);

@@ -1,5 +1,6 @@
 // softmaxlib's own thread pool (thread_pool.h).
 #include "thread_pool.h"
+#include "round_to_nearest.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -216,7 +217,10 @@ void parallel_for(const Runner& runner, std::size_t n, std::size_t grain,
     body(0, n);
     return;
   }
-  runner.run(nblocks, [&](std::size_t b) { body(b * grain, std::min(n, b * grain + grain)); });
+  runner.run(nblocks, [&](std::size_t b) {
+    const RoundToNearest nearest;  // the block may run on a worker, in that thread's mode
+    body(b * grain, std::min(n, b * grain + grain));
+  });
 }
 
 const Runner& pool_runner() { return g_pool_runner; }

@@ -210,17 +210,21 @@ def two_pass(xp, op, x):
     v, e = v[..., None], e[..., None]
     v = xp.where(v == 0, xp.ones_like(v), v)  # an all -inf row: any v, replaced later
     e = xp.where(e == -math.inf, xp.zeros_like(e), e)
+    # The rounded v can put a result a few ulp outside its exact range (the max
+    # term alone or nearly): each is held to it.
     if op == "logsumexp":
-        return xp.squeeze(shift + (xp.log(v) + e * LN2), axis=-1)
+        count = xp.asarray(x.shape[-1], dtype=x.dtype)
+        lse = shift + (xp.log(v) + e * LN2)
+        return xp.squeeze(xp.minimum(xp.maximum(lse, m), m + xp.log(count)), axis=-1)
     if op == "softmax":
-        return (p / v) * _exp2_scale(xp, n, e)
+        return xp.minimum((p / v) * _exp2_scale(xp, n, e), xp.ones_like(v))
     # log_softmax: t - log v + (n - e) ln 2, with t = z - n ln 2 formed in _exp_parts'
     # way; entries that the clamp left out (z < -2T) have no t: z - log(sum) is exact
     # enough there (|z| > 2T dwarfs the rounding).
     t = _reduce_by(xp, z, xp.where(n == -math.inf, xp.zeros_like(n), n))
     near = (t - xp.log(v)) + (n - e) * LN2
     far = z - (xp.log(v) + e * LN2)
-    return xp.where(n == -math.inf, far, near)
+    return xp.minimum(xp.where(n == -math.inf, far, near), xp.zeros_like(v))
 
 
 _ALGORITHMS = {
@@ -361,7 +365,8 @@ def adaptive_beta(xp, shifted):
 
 def _max_based_result(xp, op, x, m, d, stored):
     """The last pass of the max-based algorithms, from the row's (m, d)."""
-    d = xp.where(d == 0, xp.ones_like(d), d)  # an all -inf row: replaced later
+    # d >= 1 exactly (the max's own term); 0 for an all -inf row, replaced later.
+    d = xp.where(d < 1, xp.ones_like(d), d)
     if op == "logsumexp":
         return xp.squeeze(m + xp.log(d), axis=-1)
     if op == "log_softmax":
