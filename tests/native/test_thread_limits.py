@@ -6,6 +6,7 @@ subprocess, bounded in time; none starts more than the cap's threads."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,10 +21,20 @@ THREADS_PER_CPU = kernels.THREADS_PER_CPU
 TIMEOUT_S = 120
 
 
-def _run(code, env=None, preexec_fn=None):
-    """Runs ``code`` in a fresh interpreter of this tree; its CompletedProcess."""
-    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=TIMEOUT_S, check=False, preexec_fn=preexec_fn)
+def _run(code, env=None, launcher=()):
+    """Runs ``code`` in a fresh interpreter of this tree; its CompletedProcess.
+
+    ``launcher`` is a command that sets a limit and execs the interpreter (taskset,
+    prlimit): a ``preexec_fn`` would run Python in a child forked from this
+    multithreaded process, which JAX and CPython warn of, rightly.
+    """
+    return subprocess.run([*launcher, sys.executable, "-c", code], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+
+
+def _cpus(cpus):
+    """The launcher that runs a command on ``cpus`` only."""
+    return ("taskset", "-c", ",".join(map(str, sorted(cpus))))
 
 
 INFO = "import json; from softmaxlib._native_loader import info; print(json.dumps(info()))"
@@ -46,10 +57,11 @@ def test_set_num_threads_above_the_cap_warns_and_caps(threads):
     assert 1 <= numpy_native.info()["pool_threads"] <= cap
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or shutil.which("taskset") is None,
+                    reason="needs sched_getaffinity and taskset (util-linux)")
 def test_environment_count_above_the_cap_uses_the_cap():
     # One CPU allowed: the cap is THREADS_PER_CPU, whatever the machine.
-    out = _run(INFO, {"SOFTMAXLIB_NUM_THREADS": "2147483647"}, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+    out = _run(INFO, {"SOFTMAXLIB_NUM_THREADS": "2147483647"}, launcher=_cpus({min(os.sched_getaffinity(0))}))
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     cap = THREADS_PER_CPU
@@ -117,18 +129,19 @@ print(json.dumps({"same": same, "pool": n.info()["pool_threads"], "threads": n.g
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not (shutil.which("prlimit") and shutil.which("taskset")),
+                    reason="reads /proc, sets RLIMIT_AS; needs prlimit and taskset (util-linux)")
 @pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""), reason="ASan reserves terabytes of address space")
 def test_refused_threads_leave_a_working_pool():
     import resource
 
     stack = 8 << 20  # the new threads' stacks: glibc takes RLIMIT_STACK's soft value
 
-    def small_fixed_stack():
-        resource.setrlimit(resource.RLIMIT_STACK, (stack, resource.getrlimit(resource.RLIMIT_STACK)[1]))
-        os.sched_setaffinity(0, set(list(os.sched_getaffinity(0))[:2]))
-
-    out = _run(REFUSED_THREADS, preexec_fn=small_fixed_stack)
+    hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+    hard = "unlimited" if hard == resource.RLIM_INFINITY else hard
+    small_fixed_stack = ("prlimit", f"--stack={stack}:{hard}")
+    two_cpus = _cpus(list(os.sched_getaffinity(0))[:2])
+    out = _run(REFUSED_THREADS, launcher=small_fixed_stack + two_cpus)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["same"] == [True, True, True]
