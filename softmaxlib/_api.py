@@ -626,8 +626,14 @@ def _namespace_and_array(x, xp):
     plain module, ``numpy`` say, stands for the Array-API namespace of that library).
     """
     if xp is None:
+        known = _TENSOR_NAMESPACES.get(type(x))
+        if known is not None:
+            return known, x
         if array_api_compat.is_array_api_obj(x):
-            return array_api_compat.array_namespace(x), x
+            xp = array_api_compat.array_namespace(x)
+            if array_api_compat.is_torch_array(x):
+                _TENSOR_NAMESPACES[type(x)] = xp
+            return xp, x
         return _NUMPY, np.asarray(x)
     if isinstance(xp, (str, bytes)) or not callable(getattr(xp, "asarray", None)):
         msg = (
@@ -652,6 +658,10 @@ def _namespace_and_array(x, xp):
     )
     raise TypeError(msg)
 
+
+# torch.Tensor (and subclasses) -> its namespace: array_namespace's search costs as
+# much as a small softmax on the PyTorch path.
+_TENSOR_NAMESPACES = {}
 
 _SAME_LIBRARY = (
     array_api_compat.is_numpy_namespace,

@@ -17,7 +17,7 @@ from softmaxlib import _backends
 
 # Column -> does the backend have it?  Read from the registry's structured fields.
 FEATURE_COLUMNS = {
-    "jit": lambda b: "jit" in b.transformations,
+    "jit": lambda b: "jit" in b.transformations or "torch.compile" in b.transformations,
     "vmap": lambda b: "vmap" in b.transformations,
     "grad": lambda b: "grad" in b.transformations or "autograd" in b.transformations,
     "threads": lambda b: b.threads is not None,

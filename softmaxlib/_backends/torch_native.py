@@ -39,6 +39,7 @@ import torch
 
 from softmaxlib import _native_loader as native
 from softmaxlib._backends import numpy_native
+from softmaxlib._native_loader import info  # noqa: F401 - the kernels' report, for the docs
 
 OPERATIONS = ("softmax", "log_softmax", "logsumexp")
 
