@@ -135,19 +135,32 @@ double softmax_row(const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
   return zdz;
 }
 
+// The exps go through a block buffer that stays in L1, so that each pass
+// pair reads the row twice and writes dx once.
+constexpr std::size_t kExpBlock = 512;
+
 template <class S>
 double log_softmax_row(const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
   const std::size_t n = r.n;
   const S* __restrict y = r.saved;
   const S* __restrict g = r.g;
   const S sg = S(sum(g, n));
-  std::copy(y, y + n, dx);
-  vexp(dx, n);
-  for (std::size_t i = 0; i < n; ++i) dx[i] = (g[i] - sg) - (dx[i] - S(1)) * sg;
+  alignas(64) S e[kExpBlock];
+  bool near_zero = false;
+  for (std::size_t lo = 0; lo < n; lo += kExpBlock) {
+    const std::size_t len = std::min(kExpBlock, n - lo);
+    std::copy(y + lo, y + lo + len, e);
+    vexp(e, len);
+    unsigned above = 0;  // an integer reduction, which vectorises (a float max would not)
+    for (std::size_t i = 0; i < len; ++i) {
+      dx[lo + i] = (g[lo + i] - sg) - (e[i] - S(1)) * sg;
+      above |= unsigned(y[lo + i] > S(-0.5));
+    }
+    near_zero = near_zero || above != 0;
+  }
   // exp(y) - 1 is exact enough below -1/2 (|expm1| > 0.39); the few entries
-  // above (at most one probability over 0.6) take expm1, found by a
-  // vectorised count first so that most rows skip the scalar scan.
-  if (blocked_sum<S>(n, [&](std::size_t i) { return y[i] > S(-0.5) ? S(1) : S(0); }) > 0)
+  // above (at most one probability over 0.6) take expm1.
+  if (near_zero)
     for (std::size_t i = 0; i < n; ++i)
       if (y[i] > S(-0.5)) dx[i] = (g[i] - sg) - S(std::expm1(y[i])) * sg;
   if (!want_zdz) return 0;
@@ -163,9 +176,13 @@ double logsumexp_row(const RowIn<S>& r, S* __restrict dx, S inv_t, bool want_zdz
   const std::size_t n = r.n;
   const S* __restrict x = r.saved;
   const S l = S(r.lse), g = S(r.g_row);
-  for (std::size_t i = 0; i < n; ++i) dx[i] = x[i] * inv_t - l;
-  vexp(dx, n);
-  for (std::size_t i = 0; i < n; ++i) dx[i] *= g;
+  alignas(64) S e[kExpBlock];
+  for (std::size_t lo = 0; lo < n; lo += kExpBlock) {
+    const std::size_t len = std::min(kExpBlock, n - lo);
+    for (std::size_t i = 0; i < len; ++i) e[i] = x[lo + i] * inv_t - l;
+    vexp(e, len);
+    for (std::size_t i = 0; i < len; ++i) dx[lo + i] = g * e[i];
+  }
   if (!want_zdz) return 0;
   double zdz = 0;
   const S ninf = -std::numeric_limits<S>::infinity();
