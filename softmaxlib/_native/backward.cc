@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "conversions.h"
@@ -191,6 +192,48 @@ double logsumexp_row(const RowIn<S>& r, S* __restrict dx, S inv_t, bool want_zdz
   return zdz;
 }
 
+// One row of any op, compiled for each ISA: the row functions above are
+// inlined into a copy per target (flatten), and the walk picks the copy of the
+// ISA the forward kernels run (current_table()), so the loops use its vectors.
+template <class S>
+inline double solve_row(Op op, const RowIn<S>& in, S* dx, S inv_t, bool want_zdz) {
+  switch (op) {
+    case kSoftmax: return softmax_row(in, dx, want_zdz);
+    case kLogSoftmax: return log_softmax_row(in, dx, want_zdz);
+    case kLogSumExp: return logsumexp_row(in, dx, inv_t, want_zdz);
+  }
+  return 0;
+}
+
+template <class S>
+using RowFn = double (*)(Op, const RowIn<S>&, S*, S, bool);
+
+template <class S>
+__attribute__((flatten)) double solve_row_baseline(Op op, const RowIn<S>& in, S* dx, S inv_t, bool z) {
+  return solve_row(op, in, dx, inv_t, z);
+}
+#if defined(SOFTMAXLIB_X86)
+template <class S>
+__attribute__((flatten, target("avx2,fma"))) double solve_row_avx2(Op op, const RowIn<S>& in, S* dx, S inv_t, bool z) {
+  return solve_row(op, in, dx, inv_t, z);
+}
+template <class S>
+__attribute__((flatten, target("avx512f,avx2,fma"))) double solve_row_avx512f(Op op, const RowIn<S>& in, S* dx, S inv_t,
+                                                                              bool z) {
+  return solve_row(op, in, dx, inv_t, z);
+}
+#endif
+
+template <class S>
+RowFn<S> row_solver_for_isa() {
+#if defined(SOFTMAXLIB_X86)
+  const std::string isa = current_table()->isa;
+  if (isa == "avx512f") return &solve_row_avx512f<S>;
+  if (isa == "avx2") return &solve_row_avx2<S>;
+#endif
+  return &solve_row_baseline<S>;
+}
+
 template <class T> struct Compute { using type = float; };
 template <> struct Compute<double> { using type = double; };
 
@@ -203,6 +246,7 @@ void backward_rows(Op op, const Walk& W, const char* const base[kOperands], cons
   const std::ptrdiff_t item = sizeof(T);
   const bool has_mask = base[kMask] != nullptr;
   const bool row_grad = op == kLogSumExp;
+  const RowFn<S> solve = row_solver_for_isa<S>();
   bool contiguous = kInPlace && !has_mask;
   if (contiguous && !W.red_shape.empty()) {
     const Strides& s = W.red[0];
@@ -263,11 +307,7 @@ void backward_rows(Op op, const Walk& W, const char* const base[kOperands], cons
       if (live == 0) {
         std::fill(dx, dx + n, S(0));
       } else {
-        switch (op) {
-          case kSoftmax: zdz = softmax_row(in, dx, want_zdz); break;
-          case kLogSoftmax: zdz = log_softmax_row(in, dx, want_zdz); break;
-          case kLogSumExp: zdz = logsumexp_row(in, dx, inv_t, want_zdz); break;
-        }
+        zdz = solve(op, in, dx, inv_t, want_zdz);
         if (inv_t != S(1))
           for (std::size_t i = 0; i < n; ++i) dx[i] *= inv_t;
         if (in.keep)
