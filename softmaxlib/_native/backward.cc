@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "conversions.h"
@@ -135,19 +136,32 @@ double softmax_row(const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
   return zdz;
 }
 
+// The exps go through a block buffer that stays in L1, so that each pass
+// pair reads the row twice and writes dx once.
+constexpr std::size_t kExpBlock = 512;
+
 template <class S>
 double log_softmax_row(const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
   const std::size_t n = r.n;
   const S* __restrict y = r.saved;
   const S* __restrict g = r.g;
   const S sg = S(sum(g, n));
-  std::copy(y, y + n, dx);
-  vexp(dx, n);
-  for (std::size_t i = 0; i < n; ++i) dx[i] = (g[i] - sg) - (dx[i] - S(1)) * sg;
+  alignas(64) S e[kExpBlock];
+  bool near_zero = false;
+  for (std::size_t lo = 0; lo < n; lo += kExpBlock) {
+    const std::size_t len = std::min(kExpBlock, n - lo);
+    std::copy(y + lo, y + lo + len, e);
+    vexp(e, len);
+    unsigned above = 0;  // an integer reduction, which vectorises (a float max would not)
+    for (std::size_t i = 0; i < len; ++i) {
+      dx[lo + i] = (g[lo + i] - sg) - (e[i] - S(1)) * sg;
+      above |= unsigned(y[lo + i] > S(-0.5));
+    }
+    near_zero = near_zero || above != 0;
+  }
   // exp(y) - 1 is exact enough below -1/2 (|expm1| > 0.39); the few entries
-  // above (at most one probability over 0.6) take expm1, found by a
-  // vectorised count first so that most rows skip the scalar scan.
-  if (blocked_sum<S>(n, [&](std::size_t i) { return y[i] > S(-0.5) ? S(1) : S(0); }) > 0)
+  // above (at most one probability over 0.6) take expm1.
+  if (near_zero)
     for (std::size_t i = 0; i < n; ++i)
       if (y[i] > S(-0.5)) dx[i] = (g[i] - sg) - S(std::expm1(y[i])) * sg;
   if (!want_zdz) return 0;
@@ -163,15 +177,61 @@ double logsumexp_row(const RowIn<S>& r, S* __restrict dx, S inv_t, bool want_zdz
   const std::size_t n = r.n;
   const S* __restrict x = r.saved;
   const S l = S(r.lse), g = S(r.g_row);
-  for (std::size_t i = 0; i < n; ++i) dx[i] = x[i] * inv_t - l;
-  vexp(dx, n);
-  for (std::size_t i = 0; i < n; ++i) dx[i] *= g;
+  alignas(64) S e[kExpBlock];
+  for (std::size_t lo = 0; lo < n; lo += kExpBlock) {
+    const std::size_t len = std::min(kExpBlock, n - lo);
+    for (std::size_t i = 0; i < len; ++i) e[i] = x[lo + i] * inv_t - l;
+    vexp(e, len);
+    for (std::size_t i = 0; i < len; ++i) dx[lo + i] = g * e[i];
+  }
   if (!want_zdz) return 0;
   double zdz = 0;
   const S ninf = -std::numeric_limits<S>::infinity();
   for (std::size_t i = 0; i < n; ++i)
     if (x[i] > ninf) zdz += double(x[i]) * double(inv_t) * double(dx[i]);
   return zdz;
+}
+
+// One row of any op, compiled for each ISA: the row functions above are
+// inlined into a copy per target (flatten), and the walk picks the copy of the
+// ISA the forward kernels run (current_table()), so the loops use its vectors.
+template <class S>
+inline double solve_row(Op op, const RowIn<S>& in, S* dx, S inv_t, bool want_zdz) {
+  switch (op) {
+    case kSoftmax: return softmax_row(in, dx, want_zdz);
+    case kLogSoftmax: return log_softmax_row(in, dx, want_zdz);
+    case kLogSumExp: return logsumexp_row(in, dx, inv_t, want_zdz);
+  }
+  return 0;
+}
+
+template <class S>
+using RowFn = double (*)(Op, const RowIn<S>&, S*, S, bool);
+
+template <class S>
+__attribute__((flatten)) double solve_row_baseline(Op op, const RowIn<S>& in, S* dx, S inv_t, bool z) {
+  return solve_row(op, in, dx, inv_t, z);
+}
+#if defined(SOFTMAXLIB_X86)
+template <class S>
+__attribute__((flatten, target("avx2,fma"))) double solve_row_avx2(Op op, const RowIn<S>& in, S* dx, S inv_t, bool z) {
+  return solve_row(op, in, dx, inv_t, z);
+}
+template <class S>
+__attribute__((flatten, target("avx512f,avx2,fma"))) double solve_row_avx512f(Op op, const RowIn<S>& in, S* dx, S inv_t,
+                                                                              bool z) {
+  return solve_row(op, in, dx, inv_t, z);
+}
+#endif
+
+template <class S>
+RowFn<S> row_solver_for_isa() {
+#if defined(SOFTMAXLIB_X86)
+  const std::string isa = current_table()->isa;
+  if (isa == "avx512f") return &solve_row_avx512f<S>;
+  if (isa == "avx2") return &solve_row_avx2<S>;
+#endif
+  return &solve_row_baseline<S>;
 }
 
 template <class T> struct Compute { using type = float; };
@@ -186,6 +246,7 @@ void backward_rows(Op op, const Walk& W, const char* const base[kOperands], cons
   const std::ptrdiff_t item = sizeof(T);
   const bool has_mask = base[kMask] != nullptr;
   const bool row_grad = op == kLogSumExp;
+  const RowFn<S> solve = row_solver_for_isa<S>();
   bool contiguous = kInPlace && !has_mask;
   if (contiguous && !W.red_shape.empty()) {
     const Strides& s = W.red[0];
@@ -246,11 +307,7 @@ void backward_rows(Op op, const Walk& W, const char* const base[kOperands], cons
       if (live == 0) {
         std::fill(dx, dx + n, S(0));
       } else {
-        switch (op) {
-          case kSoftmax: zdz = softmax_row(in, dx, want_zdz); break;
-          case kLogSoftmax: zdz = log_softmax_row(in, dx, want_zdz); break;
-          case kLogSumExp: zdz = logsumexp_row(in, dx, inv_t, want_zdz); break;
-        }
+        zdz = solve(op, in, dx, inv_t, want_zdz);
         if (inv_t != S(1))
           for (std::size_t i = 0; i < n; ++i) dx[i] *= inv_t;
         if (in.keep)

@@ -23,34 +23,11 @@
 #include <string>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "driver.h"
 #include "xla_ffi_common.h"
 
 namespace softmaxlib {
 namespace {
-
-// XLA's CPU result buffers come from plain aligned allocations: the first
-// write to each 4 KiB page of a fresh one faults and zeroes it, which on a
-// 1x2^24 float32 softmax costs more than the kernels. Asking for transparent
-// huge pages on the 2 MiB-aligned part of a large result (what NumPy does for
-// every large array it allocates) makes those faults 512 times fewer; on
-// pages already touched, or where THP is off, the call changes nothing.
-void advise_huge_pages(void* data, std::size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr std::uintptr_t kHuge = std::uintptr_t(1) << 21;
-  if (bytes < 2 * kHuge) return;  // NumPy's threshold too (4 MiB)
-  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only: errors ignored
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
 
 ffi::Error run(ffi::ThreadPool& pool, ffi::AnyBuffer x, const ffi::AnyBuffer* where, ffi::Result<ffi::AnyBuffer> y,
                std::int32_t op, std::int32_t alg, std::int32_t n_reduced,

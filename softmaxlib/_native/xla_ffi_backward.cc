@@ -96,6 +96,7 @@ ffi::Error backward_impl(ffi::ThreadPool pool, ffi::AnyBuffer saved, ffi::AnyBuf
   try {
     std::vector<double> d_t(rows, 0.0);
     XlaPoolRunner runner(pool);
+    advise_huge_pages(dx->untyped_data(), dx->size_bytes());
     drv::backward(drv::Op(op), dtype, xs, gs, lse, reduced, w, temp, mode == drv::Temperature::kNone ? nullptr : d_t.data(),
                   dx->untyped_data(), xs.strides, runner);
     if (dt_f64) std::copy(d_t.begin(), d_t.end(), static_cast<double*>(dt->untyped_data()));
