@@ -13,7 +13,7 @@ import dataclasses
 
 from softmaxlib._bench.harness import format_seconds
 from softmaxlib._bench.options import format_shape
-from softmaxlib._bench.results import OURS
+from softmaxlib._bench.results import OURS, grouped
 
 #: auto may be this much slower than the best explicit algorithm before it is flagged.
 AUTO_TOLERANCE = 1.15
@@ -48,10 +48,8 @@ def auto_flags(sections):
     for section in sections:
         if not section.show_tables:
             continue
-        groups = {}
-        for m in section.measurements:
-            if m.kind == OURS and m.median_s:
-                groups.setdefault(m.group_key(), []).append(m)
+        groups = grouped(section.measurements, lambda m: m.group_key(),
+                         lambda m: m.kind == OURS and m.median_s)
         for group in groups.values():
             auto = next((m for m in group if m.implementation == "auto"), None)
             explicit = [m for m in group if m.implementation != "auto"]
@@ -74,11 +72,8 @@ def thread_flags(sections):
     for section in sections:
         if not section.show_tables:
             continue
-        cases = {}
-        for m in section.measurements:
-            if m.kind == OURS and m.median_s and m.group_threads is None:
-                key = (m.implementation, tuple(m.shape), m.dtype)
-                cases.setdefault(key, []).append(m)
+        cases = grouped(section.measurements, lambda m: (m.implementation, tuple(m.shape), m.dtype),
+                        lambda m: m.kind == OURS and m.median_s and m.group_threads is None)
         for ms in cases.values():
             # The library default (None) counts as more threads than any explicit count.
             ms = sorted(ms, key=lambda m: (m.threads is None, m.threads or 0))

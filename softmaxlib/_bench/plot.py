@@ -17,7 +17,7 @@ import re
 
 from softmaxlib._bench.flags import threads_text
 from softmaxlib._bench.options import format_shape
-from softmaxlib._bench.results import OURS, PEER, YARDSTICK
+from softmaxlib._bench.results import OURS, PEER, YARDSTICK, grouped
 
 #: A line needs at least this many sizes; with fewer the shapes are drawn as points.
 MIN_LINE_SIZES = 3
@@ -48,12 +48,9 @@ def panel_rows(sections):
     for section in sections:
         if not section.show_tables:
             continue
-        groups = {}
-        for m in section.measurements:
-            if m.gbs is None:
-                continue
-            threads = m.group_threads if m.group_threads is not None else m.threads
-            groups.setdefault((m.dtype, threads), []).append(m)
+        # One panel per dtype and the thread count a measurement is compared at.
+        groups = grouped(section.measurements, lambda m: (m.dtype, m.group_key()[-1]),
+                         lambda m: m.gbs is not None)
         for (dtype, threads), ms in groups.items():
             one_row = [m for m in ms if m.shape[0] == 1]
             sizes = {m.size for m in one_row}

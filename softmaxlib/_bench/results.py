@@ -43,6 +43,15 @@ def ratio_of(numerator, denominator):
     return ratio(numerator.median_s, denominator.median_s)
 
 
+def grouped(measurements, key, keep):
+    """``measurements`` passing ``keep``, as lists by ``key(m)`` in first-seen order."""
+    groups = {}
+    for m in measurements:
+        if keep(m):
+            groups.setdefault(key(m), []).append(m)
+    return groups
+
+
 def ideal_bytes(nbytes_in, nbytes_out):
     """Bytes moved by one ideal call: the input read once, the output written once."""
     return nbytes_in + nbytes_out

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import re
 
-from softmaxlib._bench.results import OURS, PEER, YARDSTICK
+from softmaxlib._bench.results import OURS, PEER, YARDSTICK, grouped
 
 #: Cache sizes assumed when the machine does not say (a common x86 core).
 DEFAULT_L1D = 32 * 2**10
@@ -95,10 +95,8 @@ def comparisons(sections):
     for section in sections:
         if not section.show_tables:
             continue
-        groups = {}
-        for m in section.measurements:
-            if m.median_s is not None and m.median_s > 0:
-                groups.setdefault(m.group_key(), []).append(m)
+        groups = grouped(section.measurements, lambda m: m.group_key(),
+                         lambda m: m.median_s is not None and m.median_s > 0)
         for (backend, shape, dtype, threads), group in groups.items():
             ours = [m for m in group if m.kind == OURS]
             if not ours:
