@@ -14,7 +14,7 @@ import operator
 import array_api_compat
 import numpy as np
 
-from softmaxlib import _backends, _reference
+from softmaxlib import _backends, _reference, _temperature
 
 ALGORITHMS = ("auto",) + _reference.ALGORITHMS
 
@@ -784,9 +784,6 @@ def _check_k(k, n):
     return k
 
 
-_TEMPERATURE_KINDS = "a positive number, an array of positive numbers or 'adaptive'"
-
-
 def _check_temperature(xp, temperature, x, axes):
     """``temperature`` in the form the backends take (see ``softmaxlib._backends``).
 
@@ -797,20 +794,10 @@ def _check_temperature(xp, temperature, x, axes):
     if isinstance(temperature, str):
         if temperature == "adaptive":
             return temperature
-        msg = f"unknown temperature {temperature!r}: give {_TEMPERATURE_KINDS}"
+        msg = f"unknown temperature {temperature!r}: give {_temperature.KINDS}"
         raise ValueError(msg)
-    if isinstance(temperature, (bool, np.bool_, complex, np.complexfloating)):
-        msg = f"temperature must be {_TEMPERATURE_KINDS}, got {temperature!r} of type {type(temperature).__name__}"
-        raise TypeError(msg)
-    if isinstance(temperature, (int, float, np.integer, np.floating)):
-        try:
-            value = float(temperature)
-        except OverflowError:  # an int past float's range: as good as inf
-            value = math.inf
-        if not value > 0:
-            msg = f"temperature must be positive, got {temperature!r}"
-            raise ValueError(msg)
-        return value
+    if _temperature.is_scalar(temperature):
+        return _temperature.positive_scalar(temperature)
     return _temperature_array(xp, temperature, x, axes)
 
 
@@ -830,7 +817,7 @@ def _temperature_array(xp, temperature, x, axes):
         try:
             given = np.asarray(given)
         except (TypeError, ValueError) as error:
-            msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
+            msg = f"temperature must be {_temperature.KINDS}, got {type(temperature).__name__}"
             raise TypeError(msg) from error
     if type(given) is np.ndarray:
         given_xp = _NUMPY
@@ -839,7 +826,7 @@ def _temperature_array(xp, temperature, x, axes):
         given_xp = array_api_compat.array_namespace(given)
     kind = _dtype_kind(given_xp, given.dtype)
     if kind not in ("floating", "promote") or given_xp.isdtype(given.dtype, "bool"):
-        msg = f"temperature must be {_TEMPERATURE_KINDS}, got an array of dtype {given.dtype}"
+        msg = f"temperature must be {_temperature.KINDS}, got an array of dtype {given.dtype}"
         raise TypeError(msg)
     checked = _check_positive(given_xp, given)
     dtype = xp.float32 if _reference.is_half(x.dtype) else x.dtype
@@ -850,7 +837,7 @@ def _temperature_array(xp, temperature, x, axes):
             try:
                 t = xp.asarray(given, device=array_api_compat.device(x))
             except (TypeError, ValueError, RuntimeError) as error:
-                msg = f"temperature must be {_TEMPERATURE_KINDS}, got {type(temperature).__name__}"
+                msg = f"temperature must be {_temperature.KINDS}, got {type(temperature).__name__}"
                 raise TypeError(msg) from error
     if t.dtype != dtype and not _bits(xp, t.dtype) > _bits(xp, dtype):
         t = xp.astype(t, dtype)  # integers and narrower floats: exact
@@ -859,20 +846,7 @@ def _temperature_array(xp, temperature, x, axes):
         # The namespace holds fewer digits than given (JAX without x64): a positive
         # temperature that rounded to 0 becomes the smallest normal number instead.
         t = xp.where(t > 0, t, xp.asarray(xp.finfo(t.dtype).smallest_normal, dtype=t.dtype))
-    shape, given_shape = tuple(x.shape), tuple(t.shape)
-    batch = tuple(s for a, s in enumerate(shape) if a not in axes)
-    if t.ndim == len(shape) and all(t.shape[a] == 1 for a in axes):
-        t = xp.reshape(t, tuple(s for a, s in enumerate(t.shape) if a not in axes))  # keepdims form
-    try:
-        t = xp.broadcast_to(t, batch)
-    except (ValueError, RuntimeError) as error:
-        keepdims = tuple(1 if a in axes else s for a, s in enumerate(shape))
-        msg = (
-            f"temperature of shape {given_shape} broadcasts neither to the batch shape {batch} "
-            f"(x's shape {shape} without the reduced axes) nor to the keepdims shape {keepdims}"
-        )
-        raise ValueError(msg) from error
-    return t
+    return _temperature.to_batch_shape(xp, t, x.shape, axes)
 
 
 def _check_positive(xp, t):

@@ -77,19 +77,17 @@ def axes_mask(axes):
     return mask
 
 
-def scalar_temperature(temperature):
-    """The extension's ``(mode, value)`` for a temperature that is not an array.
-
-    "adaptive" and a real scalar (> 0, may be inf) map to their modes; a
-    temperature the kernels do not take gives NotImplemented (the reference
-    runs); anything else (an array: one temperature per row) gives None.
-    """
+def temperature_spec(temperature):
+    """``(mode, value, rows)`` of the extension for a temperature ``softmaxlib._api``
+    has checked: a float > 0 (``inf`` included) is mode "scalar" with that value,
+    ``"adaptive"`` mode "adaptive", an array of the batch shape mode "per_row" with the
+    array as ``rows`` (each backend converts it to the dtype its kernels read).
+    ``rows`` is None for the first two."""
     if isinstance(temperature, str):
-        return (TEMPERATURE_MODES["adaptive"], 1.0) if temperature == "adaptive" else NotImplemented
-    if isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, (bool, np.bool_)):
-        t = float(temperature)
-        return (TEMPERATURE_MODES["scalar"], t) if t > 0 else NotImplemented
-    return None
+        return TEMPERATURE_MODES["adaptive"], 1.0, None
+    if isinstance(temperature, float):
+        return TEMPERATURE_MODES["scalar"], temperature, None
+    return TEMPERATURE_MODES["per_row"], 1.0, temperature
 
 
 def logsumexp_of_accumulator(xp, m, d, n_posinf, has_nan):

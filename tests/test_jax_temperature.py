@@ -18,6 +18,7 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
+import softmaxlib  # noqa: E402
 from softmaxlib._backends import jax_ffi, numpy_native  # noqa: E402
 
 from softmaxlib import _reference  # noqa: E402
@@ -241,10 +242,12 @@ def test_other_platforms_get_the_reference():
         assert "softmaxlib_compute_t" in text and text.count("stablehlo.exponential") >= 1
 
 
-def test_not_implemented():
+def test_temperatures_are_checked_before_the_custom_call():
+    # The JAX path translates a checked temperature; what the checks refuse never reaches it.
     x = _x((2, 3), np.float32)
     for t in ("sharp", jnp.ones((3,)), 0.0, -1.0, True):
-        assert jax_ffi.compute("softmax", x, (1,), None, "auto", temperature=t) is NotImplemented
+        with pytest.raises((TypeError, ValueError)):
+            softmaxlib.softmax(x, temperature=t)
 
 
 def test_handler_errors():

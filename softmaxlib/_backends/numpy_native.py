@@ -70,9 +70,7 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
         y = _output(shape, x.dtype, out)
         native.kernels.compute(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where)
         return _deliver(y, out)
-    mode_value_rows = _temperature_args(temperature, x, axes)
-    if mode_value_rows is NotImplemented:
-        return NotImplemented
+    mode_value_rows = _temperature_args(temperature)
     y = _output(shape, x.dtype, out)
     native.kernels.compute_temperature(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where,
                                        *mode_value_rows)
@@ -129,26 +127,16 @@ def _deliver(y, out):
     return out
 
 
-def _temperature_args(temperature, x, axes):
-    """(mode, value, per_row) of the extension for a validated ``temperature``.
-
-    A Python/NumPy real scalar (finite > 0 or inf) is mode 1; "adaptive" mode 3;
-    an array of the batch shape (x.shape without ``axes``), mode 2, one float64 per
-    row (a copy of the batch shape only, never of ``x``). Anything else:
-    NotImplemented (the reference runs).
-    """
-    scalar = native.scalar_temperature(temperature)
-    if scalar is not None:
-        return scalar if scalar is NotImplemented else (*scalar, None)
-    if type(temperature) is not np.ndarray or temperature.dtype.kind not in "fiu":
-        return NotImplemented
-    batch_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
-    if temperature.shape != batch_shape:
-        return NotImplemented
-    if temperature.ndim == 0:
-        t = float(temperature)
-        return (native.TEMPERATURE_MODES["scalar"], t, None) if t > 0 else NotImplemented
-    return (native.TEMPERATURE_MODES["per_row"], 1.0, np.ascontiguousarray(temperature, dtype=np.float64))
+def _temperature_args(temperature):
+    """(mode, value, per_row) of the extension for a checked ``temperature``: the
+    per-row temperatures as one contiguous float64 per row (a copy of the batch shape
+    only, never of ``x``); a 0-d array, the batch of a single row, as a scalar."""
+    mode, value, rows = native.temperature_spec(temperature)
+    if rows is None:
+        return mode, value, None
+    if rows.ndim == 0:
+        return native.TEMPERATURE_MODES["scalar"], float(rows), None
+    return mode, value, np.ascontiguousarray(rows, dtype=np.float64)
 
 
 def _stablemax(op, x, axes, where, out=None):

@@ -37,7 +37,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from softmaxlib import _native_loader as native
+from softmaxlib import _native_loader as native, _temperature
 from softmaxlib._backends import numpy_native
 from softmaxlib._native_loader import info  # noqa: F401 - the kernels' report, for the docs
 
@@ -325,24 +325,13 @@ def traced(op, x, axes, where, algorithm, keepdims, temperature):
     t_scalar = t_rows = None
     if temperature is not None:
         if isinstance(temperature, torch.Tensor):
-            t_rows = _batch_temperature(temperature, x, axes)
+            t_rows = temperature if temperature.is_floating_point() else temperature.to(x.dtype)
+            t_rows = _temperature.to_batch_shape(torch, t_rows, x.shape, axes)
         else:
-            t_scalar = float(temperature)
-            if not t_scalar > 0:
-                msg = f"temperature must be positive, got {temperature!r}"
-                raise ValueError(msg)
+            t_scalar = _temperature.positive_scalar(temperature)
     y = _compute_op(x, op, list(axes), where, algorithm, t_scalar, t_rows)
     if op == "logsumexp":
         if keepdims and shape:
             return y.reshape([1 if a in axes else s for a, s in enumerate(shape)])
         return y.reshape([s for a, s in enumerate(shape) if a not in axes])
     return y.reshape(shape)
-
-
-def _batch_temperature(t, x, axes):
-    batch = [s for a, s in enumerate(x.shape) if a not in axes]
-    if t.ndim == x.ndim:  # the keepdims form
-        t = t.reshape([s for a, s in enumerate(t.shape) if a not in axes])
-    if not t.is_floating_point():
-        t = t.to(x.dtype)
-    return torch.broadcast_to(t, batch)

@@ -156,10 +156,7 @@ def _compute_t(op, algorithm, x, axes, where, temperature):
     """op(x / T) through the ``softmaxlib_compute_t`` custom call (see ``compute``)."""
     import jax
 
-    spec = _temperature_spec(temperature, x, axes)
-    if spec is NotImplemented:
-        return NotImplemented
-    mode, value, rows = spec
+    mode, value, rows = _temperature_spec(temperature, x, axes)
 
     def ours(x, where, rows):
         return _native_t(op, native.ALGORITHMS[algorithm], x, axes, where, mode, value, rows)
@@ -174,27 +171,21 @@ def _compute_t(op, algorithm, x, axes, where, temperature):
 
 
 def _temperature_spec(temperature, x, axes):
-    """(mode, value, per-row array or None) of the custom call, or NotImplemented.
+    """(mode, value, per-row array or None) of the custom call for a checked temperature.
 
-    A real scalar (> 0, may be inf) is an attribute (mode 1: one compilation per
-    value, like any static argument); "adaptive" mode 3; an array of the batch shape
-    (x.shape without ``axes``, concrete or traced) an operand (mode 2), float32 (float64
-    with float64 x or a float64 array), differentiable.
+    A scalar is an attribute (mode "scalar": one compilation per value, like any static
+    argument); "adaptive" its mode; an array of the batch shape (concrete or traced) an
+    operand (mode "per_row"), float32 (float64 with float64 x or a float64 array),
+    differentiable.
     """
     import jax.numpy as jnp
 
-    scalar = native.scalar_temperature(temperature)
-    if scalar is not None:
-        return scalar if scalar is NotImplemented else (*scalar, None)
-    try:
-        rows = jnp.asarray(temperature)
-    except TypeError:
-        return NotImplemented
-    batch_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
-    if rows.shape != batch_shape or rows.dtype.kind not in "fiu":
-        return NotImplemented
+    mode, value, rows = native.temperature_spec(temperature)
+    if rows is None:
+        return mode, value, None
+    rows = jnp.asarray(rows)
     wide = jnp.float64 in (jnp.dtype(x.dtype), rows.dtype)
-    return (_MODES["per_row"], 1.0, rows.astype(jnp.float64 if wide else jnp.float32))
+    return mode, value, rows.astype(jnp.float64 if wide else jnp.float32)
 
 
 def _temperature_arg(mode, value, rows):
