@@ -56,13 +56,15 @@ _XP = """xp : array namespace, optional
         The library's own module (``numpy``, ``torch``, ...) stands for its Array-API
         namespace; anything else, or a namespace that is not ``x``'s, is a TypeError."""
 
-_OUT = """out : numpy.ndarray, optional
-        NumPy only: the array to write the result into, and to return.  It must have
-        the result's shape and dtype, be writable, and either not overlap ``x`` or be
-        ``x`` itself (in place: ``out=x``); any strides.  Otherwise ValueError (or
-        TypeError for a type) before any work.  Same values as without ``out``.  JAX
-        arrays are immutable and refuse it (TypeError); so, for now, do the other
-        libraries."""
+_OUT = """out : numpy.ndarray or torch.Tensor, optional
+        The array to write the result into, and to return; same values as without
+        ``out``.  NumPy: it must have the result's shape and dtype, be writable, and
+        either not overlap ``x`` or be ``x`` itself (in place: ``out=x``); any strides;
+        otherwise ValueError (or TypeError for a type) before any work.  PyTorch:
+        torch's own convention (the result's dtype and device, no autograd, no partial
+        overlap, RuntimeError otherwise; another shape is resized, with torch's
+        warning if ``out`` had elements).  JAX arrays are immutable and refuse it
+        (TypeError); so do the other libraries."""
 
 _COMMON_OPTIONS = """algorithm : {"auto", "three-pass", "three-pass-reload", "online", "two-pass"}
         How to compute it; see :data:`softmaxlib.ALGORITHMS`.  All give the same
@@ -426,12 +428,13 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     x, mask, where = _unmask(x, where)
     xp, x, shape, axes, where = _prepare(x, axis, where, xp)
     if out is not None:
-        _check_out(xp, out, x_given, x, shape, where)
+        _check_out(xp, out, x_given, x, shape, where, temperature)
 
     result = NotImplemented
     fast = _backends.fast_path(xp)
     # The fast path writes into out itself when it can (out has x's shape here).
-    fast_out = {} if out is None or tuple(x.shape) != shape else {"out": out}
+    writes_out = out is not None and tuple(x.shape) == shape and getattr(fast, "WRITES_OUT", False)
+    fast_out = {"out": out} if writes_out else {}
     if temperature is None:  # the plain call, which every fast path takes
         if fast is not None and math.prod(x.shape) > 0:
             result = fast.compute(op, x, axes, where, algorithm, **fast_out)
@@ -455,7 +458,10 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     result = _restore_shape(xp, result, x, shape)
     if out is not None:
         if result is not out:
-            np.copyto(out, result)
+            if type(out) is np.ndarray:
+                np.copyto(out, result)
+            else:
+                out.copy_(result)
         return out
     if op == "logsumexp" and keepdims and shape:
         result = xp.reshape(result, tuple(1 if a in axes else s for a, s in enumerate(shape)))
@@ -467,13 +473,16 @@ def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None
     return result
 
 
-def _check_out(xp, out, x_given, x, shape, where):
+def _check_out(xp, out, x_given, x, shape, where, temperature):
     """Refuse an ``out=`` the computation cannot write into, before any work."""
     if xp is not _NUMPY:
+        if array_api_compat.is_torch_namespace(xp):
+            _backends.torch_path().check_out(out, x, x_given, shape, where, temperature)
+            return
         if array_api_compat.is_jax_namespace(xp):
             msg = "out= is not possible for JAX arrays: they are immutable; use the returned array"
         else:
-            msg = f"out= is supported for NumPy arrays only, not for {xp.__name__} arrays"
+            msg = f"out= is supported for NumPy arrays and torch tensors only, not for {xp.__name__} arrays"
         raise TypeError(msg)
     if type(out) is not np.ndarray:
         msg = f"out must be a numpy.ndarray, got {type(out).__module__}.{type(out).__name__}"

@@ -1,4 +1,5 @@
-"""``out=`` on softmax, log_softmax, stablemax and log_stablemax (NumPy): the
+"""``out=`` on softmax, log_softmax, stablemax and log_stablemax (NumPy, and PyTorch by
+torch's own convention): the
 result written into a given array, in place with ``out=x``, refused with a
 clear error, before any work, when it cannot be written."""
 
@@ -134,14 +135,67 @@ def test_jax_refuses_out_because_its_arrays_are_immutable():
             function(x, out=x)
 
 
-def test_torch_refuses_out_until_its_path_takes_it():
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize(("shape", "axis"), [((6, 37), -1), ((37, 6), 0), ((4, 5, 6), (0, 2)), ((8, 9), None)])
+def test_torch_out_gives_the_same_bits_and_returns_out(function, dtype, shape, axis):
     torch = pytest.importorskip("torch")
-    x = torch.ones((2, 3))
-    with pytest.raises(TypeError, match="NumPy arrays only"):
-        softmaxlib.softmax(x, out=torch.empty((2, 3)))
+    x = torch.from_numpy(_x(shape, np.float32, special=True)).to(getattr(torch, dtype))
+    for kwargs in _calls(function):
+        expected = function(x, axis=axis, **kwargs)
+        fresh, transposed, copy = torch.empty(shape, dtype=x.dtype), torch.empty(shape[::-1], dtype=x.dtype).permute(*range(len(shape))[::-1]), x.clone()
+        for given, out in ((x, fresh), (x, transposed), (copy, copy)):  # the last in place
+            y = function(given, axis=axis, out=out, **kwargs)
+            assert y is out
+            assert torch.equal(y.isnan(), expected.isnan())
+            assert torch.equal(torch.nan_to_num(y), torch.nan_to_num(expected)), f"{function.__name__} {kwargs}"
+
+
+def test_torch_out_takes_the_promoted_dtype_a_temperature_and_the_generic_path():
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(_x((4, 5)))
+    t = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    y = softmaxlib.softmax(x, temperature=t, out=torch.empty(4, 5))
+    assert torch.equal(y, softmaxlib.softmax(x, temperature=t))
+    y = softmaxlib.softmax(torch.arange(6).reshape(2, 3), out=torch.empty(2, 3))
+    assert torch.equal(y, softmaxlib.softmax(torch.arange(6.0).reshape(2, 3)))
+    with softmaxlib._backends.generic_only():
+        y = softmaxlib.log_softmax(x, out=torch.empty(4, 5))
+    assert torch.allclose(y, torch.log_softmax(x, -1))
+
+
+def test_torch_out_of_another_shape_is_resized_as_torch_does():
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(_x((4, 5)))
+    out = torch.empty(0)
+    assert softmaxlib.softmax(x, out=out) is out and out.shape == (4, 5)
+    out = torch.empty(2, 2)
+    with pytest.warns(UserWarning, match="resized"):
+        softmaxlib.softmax(x, out=out)
+    assert torch.equal(out, softmaxlib.softmax(x))
+
+
+@pytest.mark.parametrize(("make_out", "error", "match"), [
+    (lambda torch, x: torch.empty(4, 5, dtype=torch.float64), RuntimeError, "dtype"),
+    (lambda torch, x: np.empty((4, 5), np.float32), TypeError, "torch.Tensor"),
+    (lambda torch, x: x[1:], RuntimeError, "single memory location"),
+    (lambda torch, x: torch.empty(4, 5, requires_grad=True), RuntimeError, "automatic differentiation"),
+])
+def test_torch_out_refused_as_torch_refuses_it(make_out, error, match):
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(_x((4, 5)))
+    before = x.clone()
+    with pytest.raises(error, match=match):
+        softmaxlib.softmax(x, out=make_out(torch, x))
+    assert torch.equal(x, before), "nothing is written before the refusal"
+    with pytest.raises(RuntimeError, match="automatic differentiation"):
+        softmaxlib.softmax(x.clone().requires_grad_(), out=torch.empty(4, 5))
+    with torch.no_grad():
+        y = softmaxlib.softmax(x.clone().requires_grad_(), out=torch.empty(4, 5))
+    assert torch.equal(y, softmaxlib.softmax(x))
 
 
 def test_other_libraries_refuse_out():
     da = pytest.importorskip("dask.array")
-    with pytest.raises(TypeError, match="NumPy arrays only"):
+    with pytest.raises(TypeError, match="NumPy arrays and torch tensors only"):
         softmaxlib.log_softmax(da.ones((2, 3)), out=np.empty((2, 3)))

@@ -195,6 +195,12 @@ def torch_compiling():
     return False
 
 
+def torch_path():
+    """The PyTorch path's module (for what the public functions ask of it directly:
+    ``out=``'s checks, by torch's own convention)."""
+    return importlib.import_module(TORCH_PATH)
+
+
 def torch_traced(op, x, axes, where, algorithm, keepdims, temperature):
     """The call under ``torch.compile``: the PyTorch path's ``traced``, or
     NotImplemented where the ordinary path runs (also where no eager call has loaded

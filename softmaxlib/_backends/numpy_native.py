@@ -28,6 +28,10 @@ def _auto(op, x, axes):
     return auto_algorithm(op, x.dtype, row * x.itemsize, x.nbytes)
 
 
+#: ``compute`` takes ``out=`` and writes the result into it.
+WRITES_OUT = True
+
+
 def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     """Compute ``op`` over ``axes`` of the NumPy array ``x`` natively.
 

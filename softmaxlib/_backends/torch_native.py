@@ -33,6 +33,8 @@ devices and the cases the kernels do not take return ``NotImplemented``: the gen
 path runs them (with torch's own autograd).
 """
 
+import warnings
+
 import ml_dtypes
 import numpy as np
 import torch
@@ -48,12 +50,18 @@ _DTYPES = (torch.float32, torch.float64, *_HALF)
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
-def compute(op, x, axes, where, algorithm, temperature=None):
-    """``softmaxlib._backends``' contract for a torch tensor (see the module docstring)."""
+#: ``compute`` takes ``out=`` and writes the result into it.
+WRITES_OUT = True
+
+
+def compute(op, x, axes, where, algorithm, temperature=None, out=None):
+    """``softmaxlib._backends``' contract for a torch tensor (see the module docstring);
+    ``out``, a tensor ``check_out`` accepted, is written in place where the kernels run
+    directly (the caller copies any other result into it)."""
     if not _native_tensor(x):
         return NotImplemented
     if not _needs_custom_op(x, where, temperature):
-        return _direct(numpy_native.compute, op, x, axes, where, algorithm, temperature)
+        return _direct(numpy_native.compute, op, x, axes, where, algorithm, temperature, out)
     if op not in OPERATIONS or isinstance(temperature, str) or _functorch_differentiates():
         return NotImplemented  # the generic path or the reference, with torch's autograd
     t_scalar = temperature if isinstance(temperature, float) else None
@@ -110,15 +118,73 @@ def _functorch_differentiates():
     return any(i.key() in differentiating for i in retrieve_all_functorch_interpreters())
 
 
-def _direct(function, op, x, axes, where, algorithm, temperature):
+def _direct(function, op, x, axes, where, algorithm, temperature, out=None):
     if isinstance(temperature, torch.Tensor):
         temperature = _as_numpy(temperature.to(torch.float64))
+    into = {} if out is None or out.device.type != "cpu" else {"out": _as_numpy(out)}
     threads = _follow_torch_threads()
     try:
-        y = function(op, _as_numpy(x), axes, _mask(where), algorithm, temperature=temperature)
+        y = function(op, _as_numpy(x), axes, _mask(where), algorithm, temperature=temperature, **into)
     finally:
         _restore_threads(threads)
-    return y if y is NotImplemented else _as_tensor(y, x.dtype)
+    if y is NotImplemented:
+        return y
+    return out if into else _as_tensor(y, x.dtype)
+
+
+def check_out(out, x, x_given, shape, where, temperature):
+    """Accept ``out=`` as torch's own functions do, before any work, or raise.
+
+    A tensor of the result's dtype (``x``'s, after promotion) on ``x``'s device; not
+    with autograd (an input or ``out`` that requires grad, with grad mode on); not
+    partly overlapping the input ``x_given`` or ``where`` (``out=x`` itself is in
+    place).  A shape other than the result's is
+    resized to it, with torch's warning where ``out`` had elements.  RuntimeError
+    (TypeError for a non-tensor), as torch raises.
+    """
+    if not isinstance(out, torch.Tensor):
+        msg = f"out must be a torch.Tensor for a tensor input, got {type(out).__module__}.{type(out).__name__}"
+        raise TypeError(msg)
+    if out.dtype != x.dtype or out.device != x.device:
+        msg = (f"Expected out tensor to have dtype {x.dtype} on device {x.device}, "
+               f"but got dtype {out.dtype} on device {out.device} instead")
+        raise RuntimeError(msg)
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                       for t in (x_given, out, temperature)):
+        msg = ("functions with out=... arguments don't support automatic differentiation, "
+               "but one of the arguments requires grad")
+        raise RuntimeError(msg)
+    for other in (x_given, where):
+        if isinstance(other, torch.Tensor) and _partly_overlap(out, other):
+            msg = ("unsupported operation: some elements of the input tensor and the written-to "
+                   "tensor refer to a single memory location; clone() the tensor first")
+            raise RuntimeError(msg)
+    if tuple(out.shape) != tuple(shape):
+        if out.numel():
+            warnings.warn(
+                f"An output with one or more elements was resized since it had shape {list(out.shape)}, "
+                f"which does not match the required output shape {list(shape)}; resize it to zero "
+                "elements first (out.resize_(0)) to reuse it without this warning", UserWarning, stacklevel=4)
+        out.resize_(shape)
+
+
+def _partly_overlap(a, b):
+    """Do tensors ``a`` and ``b`` share memory without being the same view of it?"""
+    if a.numel() == 0 or b.numel() == 0 or a.device != b.device:
+        return False
+    if a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
+        return False
+    if a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype:
+        return False
+
+    def extent(t):
+        start = t.data_ptr()
+        last = sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if s > 0)
+        first = sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if s < 0)
+        return start + first * t.element_size(), start + (last + 1) * t.element_size()
+
+    (a0, a1), (b0, b1) = extent(a), extent(b)
+    return a0 < b1 and b0 < a1
 
 
 def _as_numpy(t):
