@@ -2,9 +2,12 @@
 // split into batch dims and reduced dims with arbitrary byte strides; dims
 // that are contiguous with each other are merged, length-1 dims dropped. A
 // row is the reduced part at one batch index: handed to the kernels in place
-// when it is one contiguous run, else gathered into a thread-local buffer
-// (masked entries replaced by -inf) and its result scattered back. Rows go to
-// the runner's threads, or, for a few long rows, their chunks do.
+// when it is one contiguous run, else gathered (masked entries replaced by
+// -inf): into the row of y itself when that is one contiguous run (the kernels
+// then work in place, as with out=x, and no buffer of the row's size is
+// needed), else into a thread-local buffer whose result is scattered back. A
+// mask row that is one run of bytes is read where it lies. Rows go to the
+// runner's threads, or, for a few long rows, their chunks do.
 #pragma once
 
 #include <algorithm>
@@ -81,6 +84,8 @@ struct Problem {
   std::size_t chunk;
   Out out;
   bool contiguous;  // every row is contiguous in x (and y for Out::kRow), and unmasked
+  bool y_row_run;   // Out::kRow and every row is one contiguous run in y (in the rows' C order)
+  bool w_row_run;   // a mask is given and every row of it is one contiguous run of bytes
 };
 
 // Splits x (and where) into batch and reduced dims. y_batch_item: the byte
@@ -148,26 +153,34 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
         fn(Row<T>{r, xr, yr, nullptr, n}, sc, run);
         continue;
       }
-      // Gather the row (masked entries become -inf) into a thread-local buffer.
-      sc.xrow.resize(n);
-      if (P.out == Out::kRow) sc.yrow.resize(n);
+      // Gather the row (masked entries become -inf): into y's row when it is
+      // one run, else into a thread-local buffer.
+      T* xg = yr;
+      if (!P.y_row_run) {
+        sc.xrow.resize(n);
+        xg = sc.xrow.data();
+      }
+      const bool scatter = P.out == Out::kRow && !P.y_row_run;
+      if (scatter) sc.yrow.resize(n);
+      const unsigned char* mask = nullptr;
+      if (P.w && P.w_row_run) mask = reinterpret_cast<const unsigned char*>(P.w + ow);
+      else if (P.w) sc.mrow.resize(n);
       std::size_t i = 0, live = 0;
-      if (P.w) sc.mrow.resize(n);
       for_each_index(P.red, [&](std::ptrdiff_t a, std::ptrdiff_t, std::ptrdiff_t c) {
         T v;
         std::memcpy(&v, P.x + ox + a, sizeof(T));
         if (P.w) {
           unsigned char keep = static_cast<unsigned char>(P.w[ow + c] != 0);
-          sc.mrow[i] = keep;
+          if (mask == nullptr) sc.mrow[i] = keep;
           live += keep;
           if (!keep) v = ninf;
         }
-        sc.xrow[i++] = v;
+        xg[i++] = v;
       });
       if (!P.w) live = n;
-      fn(Row<T>{r, sc.xrow.data(), P.out == Out::kRow ? sc.yrow.data() : yr, P.w ? sc.mrow.data() : nullptr, live},
-         sc, run);
-      if (P.out != Out::kRow) continue;
+      else if (mask == nullptr) mask = sc.mrow.data();
+      fn(Row<T>{r, xg, scatter ? sc.yrow.data() : yr, mask, live}, sc, run);
+      if (!scatter) continue;
       i = 0;
       for_each_index(P.red, [&](std::ptrdiff_t, std::ptrdiff_t b, std::ptrdiff_t) {
         std::memcpy(P.y + oy + b, &sc.yrow[i++], sizeof(T));
