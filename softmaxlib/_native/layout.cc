@@ -82,12 +82,12 @@ Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& red
     (reduced[i] ? n : rows) *= std::size_t(x.shape[i]);
   }
   Problem P{static_cast<const char*>(x.data), static_cast<char*>(y), wptr, collapse(batch), collapse(red),
-            rows, n, current_table()->chunk, out, false, false, false};
+            rows, n, current_table()->chunk, out, false, false, false, x.byte_swapped};
   // A row goes straight to the kernels when its reduced part is one
   // contiguous run in x (and in y); otherwise it is gathered.
   bool xy_contig = P.red.shape.empty() ||
                    (P.red.shape.size() == 1 && P.red.xs[0] == item && (out != Out::kRow || P.red.ys[0] == item));
-  P.contiguous = xy_contig && wptr == nullptr;
+  P.contiguous = xy_contig && wptr == nullptr && !x.byte_swapped;
   P.y_row_run = out == Out::kRow && one_run(P.red.shape, P.red.ys, item);
   P.w_row_run = wptr != nullptr && one_run(P.red.shape, P.red.ws, 1);
   return P;
