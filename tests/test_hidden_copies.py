@@ -1,55 +1,36 @@
-"""No hidden copies of the input on the NumPy path: the peak of NumPy's traced
-allocations during a call, beyond its output, stays under 0.1x the input."""
-
-import tracemalloc
+"""No hidden copies of the input on the NumPy path: the peak memory of a call,
+beyond its output, stays under 0.1x the input (the C++ driver's buffers
+included: see tests/peak_memory.py for how it is measured)."""
 
 import numpy as np
 import pytest
 
 import softmaxlib
 from softmaxlib._backends import numpy_native
+from tests import peak_memory
 
 pytestmark = pytest.mark.skipif(not numpy_native.info()["available"], reason="native kernels not built")
 
 N = 1 << 22  # 16 MiB of float32: a copy of the input shows plainly
 
-
-def _extra_over_input(call, x, out_bytes):
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        y = call()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    del y
-    return (peak - out_bytes) / (x.size * x.itemsize)
+#: Inputs that still take a copy of a whole row: the fused top-k reads a row
+#: that is masked or strided from a contiguous buffer of its size.
+STILL_COPIED = {"softmax_topk, masked row, k=8"}
 
 
-def _inputs(tmp_path):
-    rng = np.random.default_rng(0)
-    strided = rng.standard_normal((2, 2 * N), dtype=np.float32)[:, ::4]
-    fortran = np.asfortranarray(rng.standard_normal((1024, N // 1024), dtype=np.float32))
-    path = tmp_path / "x.bin"
-    rng.standard_normal(N, dtype=np.float32).tofile(path)
-    memmap = np.memmap(path, dtype=np.float32, mode="r", shape=(N,))
-    big_endian = rng.standard_normal(N, dtype=np.float32).astype(">f4")
-    return {
-        "big-endian '>f4', softmax": (lambda: softmaxlib.softmax(big_endian), big_endian, big_endian.size * 4),
-        "strided rows, softmax": (lambda: softmaxlib.softmax(strided), strided, strided.size * 4),
-        "Fortran order, axis=None, log_softmax": (lambda: softmaxlib.log_softmax(fortran, axis=None), fortran,
-                                                  fortran.size * 4),
-        "np.memmap, logsumexp": (lambda: softmaxlib.logsumexp(memmap), memmap, 0),
-        "np.memmap, softmax": (lambda: softmaxlib.softmax(memmap), memmap, memmap.size * 4),
-    }
+def _case_param(name):
+    if name in STILL_COPIED:
+        reason = "softmax_topk gathers a masked or strided row whole"
+        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
+    return name
 
 
-@pytest.mark.parametrize("name", ["big-endian '>f4', softmax", "strided rows, softmax", "Fortran order, axis=None, log_softmax",
-                                  "np.memmap, logsumexp", "np.memmap, softmax"])
-def test_no_copy_of_the_input(tmp_path, name):
-    call, x, out_bytes = _inputs(tmp_path)[name]
-    extra = _extra_over_input(call, x, out_bytes)
-    assert extra <= 0.1, f"{name}: {extra:.2f}x the input beyond the output"
+@pytest.mark.skipif(not peak_memory.available(), reason="the peak is read from Linux's /proc/self (VmHWM)")
+@pytest.mark.parametrize("name", [_case_param(name) for name in peak_memory.CASES])
+def test_no_copy_of_the_input(name):
+    extra = peak_memory.peak_extra(peak_memory.CASES[name], N)
+    bar = peak_memory.bar(name)
+    assert extra <= bar, f"{name}: {extra:.2f}x the input beyond the output (bar {bar}x)"
 
 
 def test_memmap_gives_a_plain_array_with_the_same_bits(tmp_path):

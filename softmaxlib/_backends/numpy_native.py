@@ -25,7 +25,7 @@ def _auto(op, x, axes):
     row = 1
     for a in axes:
         row *= x.shape[a]
-    return auto_algorithm(op, x.dtype, row * x.itemsize, x.nbytes)
+    return auto_algorithm(op, x.dtype.newbyteorder("="), row * x.itemsize, x.nbytes)
 
 
 #: ``compute`` takes ``out=`` and writes the result into it.
@@ -53,11 +53,12 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     """
     if native.kernels is None or type(x) is not np.ndarray:
         return NotImplemented
-    if not x.dtype.isnative:
+    dtype = x.dtype.newbyteorder("=")
+    if dtype != x.dtype and op != "logsumexp":
         return _byte_swapped(op, x, axes, where, algorithm, temperature, out)
     if op in native.STABLEMAX_OPS:  # (StableMax takes no temperature)
         return _stablemax(op, x, axes, where, out) if temperature is None else NotImplemented
-    code = native.NUMPY_DTYPES.get(x.dtype)
+    code = native.NUMPY_DTYPES.get(dtype)
     if code is None or x.size == 0:
         return NotImplemented
     if algorithm == "auto":
@@ -71,14 +72,14 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     else:
         shape = x.shape
     if temperature is None:
-        y = _output(shape, x.dtype, out)
+        y = _output(shape, dtype, out)
         native.kernels.compute(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where)
-        return _deliver(y, out)
+        return _deliver(_in_byte_order(y, x.dtype), out)
     mode_value_rows = _temperature_args(temperature)
-    y = _output(shape, x.dtype, out)
+    y = _output(shape, dtype, out)
     native.kernels.compute_temperature(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where,
                                        *mode_value_rows)
-    return _deliver(y, out)
+    return _deliver(_in_byte_order(y, x.dtype), out)
 
 
 def compute_plain(op, x, axes_bits, row, algorithm, out=None):
@@ -98,10 +99,10 @@ def compute_plain(op, x, axes_bits, row, algorithm, out=None):
 
 
 def _byte_swapped(op, x, axes, where, algorithm, temperature, out):
-    """``compute`` of an array in the other byte order ('>f4' here), whose bytes the
-    kernels cannot read: on a native-order copy, computed in place, then swapped
-    back in place, so that the copy becomes the result (no memory beyond it for
-    softmax and the like; logsumexp keeps the copy while it runs)."""
+    """``compute`` of an array in the other byte order ('>f4' here) for softmax and
+    the like: on a native-order copy, computed in place, then swapped back in
+    place, so that the copy becomes the result (no memory beyond it). (logsumexp,
+    whose result is small, has the kernels swap the entries as they read them.)"""
     native_dtype = x.dtype.newbyteorder("=")
     if native_dtype not in native.NUMPY_DTYPES or x.size == 0:
         return NotImplemented
@@ -114,6 +115,11 @@ def _byte_swapped(op, x, axes, where, algorithm, temperature, out):
         np.copyto(out, y)
         return out
     return y.byteswap(inplace=True).view(x.dtype)
+
+
+def _in_byte_order(y, dtype):
+    """The kernels' native-order result ``y`` in ``dtype``'s byte order (swapped in place)."""
+    return y if y.dtype == dtype else y.byteswap(inplace=True).view(dtype)
 
 
 def _output(shape, dtype, out):

@@ -30,8 +30,8 @@ void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename Co
   if (shared) shared_ok = kern.prepare_temperature(temp->value, &shared_sc);
   for_rows<T>(P, runner, [&](const Row<T>& row, ThreadScratch<T>& sc, const ChunkRunner& run) {
     const bool lse_op = op == kLogSumExp;
-    if (row.mask && row.live == 0) {
-      // Fully masked row.
+    if (row.live == 0) {
+      // Fully masked row (an unmasked one has n > 0 live entries).
       RowFacts f;
       f.n_live = 0;
       if (lse_op) *row.y = from_double<T>(special_logsumexp(f));
@@ -39,6 +39,7 @@ void compute_rows(Op op, Alg alg, const Problem& P, const Kernels<T, typename Co
       return;
     }
     RowSolver<T> solver{kern, P.chunk, op, alg, &sc.sums, &sc.exts, &sc.onl, &sc.reload_buf};
+    solver.reader = row.reader;
     if (temp == nullptr) {
       solver.solve(row.x, n, lse_op ? nullptr : row.y, lse_op ? row.y : nullptr, run);
     } else {

@@ -57,10 +57,13 @@ constexpr const char* kAccFields[kAccSize] = {"m", "d", "n_posinf", "has_nan", "
 std::vector<std::ptrdiff_t> row_major_strides(const std::vector<std::ptrdiff_t>& shape, std::ptrdiff_t item);
 
 // A strided array: shape and byte strides (any, negative included).
+// byte_swapped: its entries are stored in the other byte order ('>f4' on a
+// little-endian machine); the driver swaps them as it reads them.
 struct Strided {
   const void* data;
   std::vector<std::ptrdiff_t> shape;
   std::vector<std::ptrdiff_t> strides;
+  bool byte_swapped = false;
 };
 
 // `reduced[a]` marks the reduced axes (at least one). `where` is null or a

@@ -34,6 +34,22 @@ std::vector<std::ptrdiff_t> row_major_strides(const std::vector<std::ptrdiff_t>&
   return s;
 }
 
+namespace {
+
+// Whether dims of `shape` with byte `strides` are one contiguous run of items,
+// in C order (the order in which a row's entries are walked).
+bool one_run(const std::vector<std::ptrdiff_t>& shape, const std::vector<std::ptrdiff_t>& strides,
+             std::ptrdiff_t item) {
+  std::ptrdiff_t expected = item;
+  for (std::size_t k = shape.size(); k-- > 0;) {
+    if (strides[k] != expected) return false;
+    expected *= shape[k];
+  }
+  return true;
+}
+
+}  // namespace
+
 Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
                      Out out, std::ptrdiff_t y_batch_item) {
   const std::size_t nd = x.shape.size();
@@ -66,12 +82,14 @@ Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& red
     (reduced[i] ? n : rows) *= std::size_t(x.shape[i]);
   }
   Problem P{static_cast<const char*>(x.data), static_cast<char*>(y), wptr, collapse(batch), collapse(red),
-            rows, n, current_table()->chunk, out, false};
+            rows, n, current_table()->chunk, out, false, false, false, x.byte_swapped};
   // A row goes straight to the kernels when its reduced part is one
   // contiguous run in x (and in y); otherwise it is gathered.
   bool xy_contig = P.red.shape.empty() ||
                    (P.red.shape.size() == 1 && P.red.xs[0] == item && (out != Out::kRow || P.red.ys[0] == item));
-  P.contiguous = xy_contig && wptr == nullptr;
+  P.contiguous = xy_contig && wptr == nullptr && !x.byte_swapped;
+  P.y_row_run = out == Out::kRow && one_run(P.red.shape, P.red.ys, item);
+  P.w_row_run = wptr != nullptr && one_run(P.red.shape, P.red.ws, 1);
   return P;
 }
 

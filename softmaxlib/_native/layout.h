@@ -2,9 +2,14 @@
 // split into batch dims and reduced dims with arbitrary byte strides; dims
 // that are contiguous with each other are merged, length-1 dims dropped. A
 // row is the reduced part at one batch index: handed to the kernels in place
-// when it is one contiguous run, else gathered into a thread-local buffer
-// (masked entries replaced by -inf) and its result scattered back. Rows go to
-// the runner's threads, or, for a few long rows, their chunks do.
+// when it is one contiguous run, else gathered (masked entries replaced by
+// -inf): into the row of y itself when that is one contiguous run (the kernels
+// then work in place, as with out=x, and no buffer of the row's size is
+// needed), else into a thread-local buffer whose result is scattered back;
+// a logsumexp row is read chunk by chunk (RowReader). A mask row that is one
+// run of bytes is read where it lies. Entries in the other byte order are
+// swapped as they are gathered. Rows go to the
+// runner's threads, or, for a few long rows, their chunks do.
 #pragma once
 
 #include <algorithm>
@@ -81,7 +86,21 @@ struct Problem {
   std::size_t chunk;
   Out out;
   bool contiguous;  // every row is contiguous in x (and y for Out::kRow), and unmasked
+  bool y_row_run;   // Out::kRow and every row is one contiguous run in y (in the rows' C order)
+  bool w_row_run;   // a mask is given and every row of it is one contiguous run of bytes
+  bool x_swapped;   // x's entries are in the other byte order (Strided::byte_swapped)
 };
+
+// The entry of x at byte address p, in this machine's byte order.
+template <class T>
+T load_entry(const char* p, bool swapped) {
+  unsigned char b[sizeof(T)];
+  std::memcpy(b, p, sizeof(T));
+  if (swapped) std::reverse(b, b + sizeof(T));
+  T v;
+  std::memcpy(&v, b, sizeof(T));
+  return v;
+}
 
 // Splits x (and where) into batch and reduced dims. y_batch_item: the byte
 // stride of one batch row in a C-contiguous output of rows (0: y is x-shaped).
@@ -100,14 +119,66 @@ struct ThreadScratch {
   std::vector<unsigned char> mrow;
 };
 
-// One row, contiguous, as the row functions see it.
+// A row that is read chunk by chunk where it lies, for the rows that would
+// otherwise be gathered whole into a buffer of their size (logsumexp has no
+// output row to gather into). chunk(lo, len) gathers entries [lo, lo + len)
+// in the row's C order, masked ones as -inf, into a buffer of the calling
+// thread (valid until that thread's next call; a chunk is a few KiB); whole()
+// gathers all n into `whole_buf`, for the rare rows a scalar pass must see
+// at once (special values, extreme temperatures).
+template <class T>
+struct RowReader {
+  const Problem* P;
+  std::ptrdiff_t ox, ow;  // the row's byte offsets in x and the mask
+  std::vector<T>* whole_buf;
+
+  const T* chunk(std::size_t lo, std::size_t len) const {
+    thread_local std::vector<T> buf;
+    buf.resize(len);
+    read(lo, len, buf.data());
+    return buf.data();
+  }
+  const T* whole() const {
+    whole_buf->resize(P->n);
+    read(0, P->n, whole_buf->data());
+    return whole_buf->data();
+  }
+  void read(std::size_t lo, std::size_t len, T* out) const {
+    const Dims& d = P->red;
+    const std::size_t nd = d.shape.size();
+    const T ninf = from_double<T>(-std::numeric_limits<double>::infinity());
+    std::vector<std::ptrdiff_t> idx(nd);
+    std::ptrdiff_t a = ox, c = ow;
+    std::size_t rest = lo;
+    for (std::size_t k = nd; k-- > 0;) {
+      idx[k] = std::ptrdiff_t(rest % std::size_t(d.shape[k]));
+      rest /= std::size_t(d.shape[k]);
+      a += idx[k] * d.xs[k];
+      c += idx[k] * d.ws[k];
+    }
+    for (std::size_t i = 0; i < len; ++i) {
+      out[i] = P->w && P->w[c] == 0 ? ninf : load_entry<T>(P->x + a, P->x_swapped);
+      for (std::size_t k = nd; k-- > 0;) {  // the next multi-index, innermost first
+        a += d.xs[k];
+        c += d.ws[k];
+        if (++idx[k] < d.shape[k]) break;
+        a -= d.xs[k] * d.shape[k];
+        c -= d.ws[k] * d.shape[k];
+        idx[k] = 0;
+      }
+    }
+  }
+};
+
+// One row as the row functions see it: contiguous, or read through `reader`.
 template <class T>
 struct Row {
   std::size_t index;        // C-order index over the batch dims
-  const T* x;               // n entries, masked ones replaced by -inf
+  const T* x;               // n entries, masked ones replaced by -inf; null when read through `reader`
   T* y;                     // n entries (Out::kRow), the row's value (Out::kScalar), or null
-  const unsigned char* mask;  // n keep flags, or null when unmasked
+  const unsigned char* mask;  // n keep flags, or null when unmasked (or read through `reader`)
   std::size_t live;         // unmasked entries
+  const RowReader<T>* reader = nullptr;  // Out::kScalar rows that are not contiguous
 };
 
 // Walks the rows of P, gathering rows that are strided or masked into
@@ -148,26 +219,44 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
         fn(Row<T>{r, xr, yr, nullptr, n}, sc, run);
         continue;
       }
-      // Gather the row (masked entries become -inf) into a thread-local buffer.
-      sc.xrow.resize(n);
-      if (P.out == Out::kRow) sc.yrow.resize(n);
+      if (P.out == Out::kScalar) {
+        // No output row to gather into: the row is read chunk by chunk.
+        std::size_t live = n;
+        if (P.w) {
+          live = 0;
+          for_each_index(P.red, [&](std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t c) { live += P.w[ow + c] != 0; });
+        }
+        const RowReader<T> reader{&P, ox, ow, &sc.xrow};
+        fn(Row<T>{r, nullptr, yr, nullptr, live, &reader}, sc, run);
+        continue;
+      }
+      // Gather the row (masked entries become -inf): into y's row when it is
+      // one run, else into a thread-local buffer.
+      T* xg = yr;
+      if (!P.y_row_run) {
+        sc.xrow.resize(n);
+        xg = sc.xrow.data();
+      }
+      const bool scatter = P.out == Out::kRow && !P.y_row_run;
+      if (scatter) sc.yrow.resize(n);
+      const unsigned char* mask = nullptr;
+      if (P.w && P.w_row_run) mask = reinterpret_cast<const unsigned char*>(P.w + ow);
+      else if (P.w) sc.mrow.resize(n);
       std::size_t i = 0, live = 0;
-      if (P.w) sc.mrow.resize(n);
       for_each_index(P.red, [&](std::ptrdiff_t a, std::ptrdiff_t, std::ptrdiff_t c) {
-        T v;
-        std::memcpy(&v, P.x + ox + a, sizeof(T));
+        T v = load_entry<T>(P.x + ox + a, P.x_swapped);
         if (P.w) {
           unsigned char keep = static_cast<unsigned char>(P.w[ow + c] != 0);
-          sc.mrow[i] = keep;
+          if (mask == nullptr) sc.mrow[i] = keep;
           live += keep;
           if (!keep) v = ninf;
         }
-        sc.xrow[i++] = v;
+        xg[i++] = v;
       });
       if (!P.w) live = n;
-      fn(Row<T>{r, sc.xrow.data(), P.out == Out::kRow ? sc.yrow.data() : yr, P.w ? sc.mrow.data() : nullptr, live},
-         sc, run);
-      if (P.out != Out::kRow) continue;
+      else if (mask == nullptr) mask = sc.mrow.data();
+      fn(Row<T>{r, xg, scatter ? sc.yrow.data() : yr, mask, live}, sc, run);
+      if (!scatter) continue;
       i = 0;
       for_each_index(P.red, [&](std::ptrdiff_t, std::ptrdiff_t b, std::ptrdiff_t) {
         std::memcpy(P.y + oy + b, &sc.yrow[i++], sizeof(T));

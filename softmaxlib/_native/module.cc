@@ -37,7 +37,12 @@ namespace {
 namespace drv = softmaxlib::driver;
 
 drv::Strided strided(const py::array& a) {
-  drv::Strided s{a.data(), {}, {}};
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  constexpr char kOtherOrder = '<';
+#else
+  constexpr char kOtherOrder = '>';
+#endif
+  drv::Strided s{a.data(), {}, {}, a.dtype().byteorder() == kOtherOrder};
   for (py::ssize_t i = 0; i < a.ndim(); ++i) {
     s.shape.push_back(a.shape(i));
     s.strides.push_back(a.strides(i));

@@ -41,6 +41,13 @@ struct RowSolver {
   const ExpScale<S>* shared_sc = nullptr;
   double shared_t = 0;
   bool shared_ok = false;
+  // Rows read chunk by chunk where they lie (x is null then): see at().
+  const RowReader<T>* reader = nullptr;
+
+  // Entries [lo, lo + len) of the row x.
+  const T* at(const T* x, std::size_t lo, std::size_t len) const { return reader ? reader->chunk(lo, len) : x + lo; }
+  // The whole row x, for the scalar passes.
+  const T* whole(const T* x) const { return reader ? reader->whole() : x; }
 
   bool prepare(double t, ExpScale<S>* sc) const {
     if (shared_sc != nullptr && t == shared_t) {
@@ -52,6 +59,7 @@ struct RowSolver {
 
   // The contract's rows that the kernels do not: NaN, +inf present, all -inf.
   void special(const T* x, std::size_t n, T* y, T* lse) const {
+    x = whole(x);
     const RowFacts f = rescan_row(x, n, /*with_sum=*/false).facts;
     if (op == kLogSumExp) *lse = from_double<T>(special_logsumexp(f));
     else write_special_row(op == kLogSoftmax, f, x, n, y);
@@ -69,12 +77,12 @@ struct RowSolver {
       S scale = S(1.0 / std::max(d, 1.0));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vscaleexpminusmax(x + lo, len, S(m), scale, y + lo);
+        k.vscaleexpminusmax(at(x, lo, len), len, S(m), scale, y + lo);
       });
     } else {
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vlogsoftmaxminusmax(x + lo, len, S(m), S(logd), y + lo);
+        k.vlogsoftmaxminusmax(at(x, lo, len), len, S(m), S(logd), y + lo);
       });
     }
   }
@@ -84,7 +92,7 @@ struct RowSolver {
     sums->assign(nc, 0.0);
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-      (*sums)[c] = k.rmax(x + lo, len);
+      (*sums)[c] = k.rmax(at(x, lo, len), len);
     });
     double m = -std::numeric_limits<double>::infinity();
     for (double v : *sums) { if (v != v) return v; m = std::max(m, v); }
@@ -98,12 +106,12 @@ struct RowSolver {
     sums->assign(nc, 0.0);
     if (reload && op == kSoftmax) {
       return reload_softmax(n, nc, y, run, [&](std::size_t lo, std::size_t len, S* out) {
-        return k.raddstoreexpminusmax(x + lo, len, S(m), out);
+        return k.raddstoreexpminusmax(at(x, lo, len), len, S(m), out);
       });
     }
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-      (*sums)[c] = k.raddexpminusmax(x + lo, len, S(m));
+      (*sums)[c] = k.raddexpminusmax(at(x, lo, len), len, S(m));
     });
     finish_maxbased(x, n, y, lse, m, merge_sum(sums->data(), nc), run);
   }
@@ -133,7 +141,7 @@ struct RowSolver {
     onl->assign(nc, OnlineAccD{0, 0});
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-      auto a = k.ronlineexp(x + lo, len);
+      auto a = k.ronlineexp(at(x, lo, len), len);
       (*onl)[c] = OnlineAccD{double(a.m), double(a.d)};
     });
     OnlineAccD acc = merge_online_tree(onl->data(), nc);
@@ -155,7 +163,7 @@ struct RowSolver {
     exts->assign(nc, ExtAccD{0, 0});
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-      auto a = sc ? k.raddextexp_t(x + lo, len, sc) : k.raddextexp(x + lo, len);
+      auto a = sc ? k.raddextexp_t(at(x, lo, len), len, sc) : k.raddextexp(at(x, lo, len), len);
       (*exts)[c] = ExtAccD{double(a.v), double(a.e), double(a.m)};
     });
     ExtAccD acc = merge_ext_tree(exts->data(), nc);
@@ -176,15 +184,15 @@ struct RowSolver {
       S inv_v = S(1.0 / acc.v);
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        if (sc) k.vscaleextexp_t(x + lo, len, inv_v, S(acc.e), sc, y + lo);
-        else k.vscaleextexp(x + lo, len, inv_v, S(acc.e), y + lo);
+        if (sc) k.vscaleextexp_t(at(x, lo, len), len, inv_v, S(acc.e), sc, y + lo);
+        else k.vscaleextexp(at(x, lo, len), len, inv_v, S(acc.e), y + lo);
       });
     } else {
       S logv = S(std::log(acc.v));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        if (sc) k.vlogsoftmaxextexp_t(x + lo, len, logv, S(acc.e), S(lse_d), sc, y + lo);
-        else k.vlogsoftmaxextexp(x + lo, len, logv, S(acc.e), S(lse_d), y + lo);
+        if (sc) k.vlogsoftmaxextexp_t(at(x, lo, len), len, logv, S(acc.e), S(lse_d), sc, y + lo);
+        else k.vlogsoftmaxextexp(at(x, lo, len), len, logv, S(acc.e), S(lse_d), y + lo);
       });
     }
   }
@@ -214,7 +222,7 @@ struct RowSolver {
       onl->assign(nc, OnlineAccD{0, 0});
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        auto a = k.ronlineexp_t(x + lo, len, sc.inv_t);
+        auto a = k.ronlineexp_t(at(x, lo, len), len, sc.inv_t);
         (*onl)[c] = OnlineAccD{double(a.m), double(a.d)};
       });
       OnlineAccD acc = merge_online_tree(onl->data(), nc, double(sc.inv_t));
@@ -241,12 +249,12 @@ struct RowSolver {
     if (reload && op == kSoftmax) {
       // The stored exps are e^((x - m)/T) 2^shift and so is their sum: the shift cancels.
       return reload_softmax(n, nc, y, run, [&](std::size_t lo, std::size_t len, S* out) {
-        return k.raddstoreexpminusmax_t(x + lo, len, S(m), &sc, out);
+        return k.raddstoreexpminusmax_t(at(x, lo, len), len, S(m), &sc, out);
       });
     }
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-      (*sums)[c] = k.raddexpminusmax_t(x + lo, len, S(m), &sc);
+      (*sums)[c] = k.raddexpminusmax_t(at(x, lo, len), len, S(m), &sc);
     });
     finish_maxbased_t(x, n, y, lse, m, std::ldexp(merge_sum(sums->data(), nc), -sc.shift), t, sc, run);
   }
@@ -262,12 +270,12 @@ struct RowSolver {
       S scale = S(std::ldexp(1.0 / std::max(d, 1.0), -sc.shift));  // the kernel's exps carry 2^shift
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vscaleexpminusmax_t(x + lo, len, S(m), scale, &sc, y + lo);
+        k.vscaleexpminusmax_t(at(x, lo, len), len, S(m), scale, &sc, y + lo);
       });
     } else {
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vlogsoftmaxminusmax_t(x + lo, len, S(m), S(logd), sc.inv_t, y + lo);
+        k.vlogsoftmaxminusmax_t(at(x, lo, len), len, S(m), S(logd), sc.inv_t, y + lo);
       });
     }
   }
@@ -281,7 +289,7 @@ struct RowSolver {
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
       S s1 = 0;
-      (*sums)[c] = k.raddexpminusmax_entropy(x + lo, len, S(m), &s1);
+      (*sums)[c] = k.raddexpminusmax_entropy(at(x, lo, len), len, S(m), &s1);
       (*sums2)[c] = s1;
     });
     double d = merge_sum(sums->data(), nc), s1 = merge_sum(sums2->data(), nc);
@@ -291,6 +299,7 @@ struct RowSolver {
   // Temperatures beyond the vector kernels' window (prepare_temperature):
   // scalar, in long double (x - m never overflows there, 1/T is not needed).
   void scalar_t(const T* x, std::size_t n, T* y, T* lse, double m, double t) const {
+    x = whole(x);
     using L = long double;
     L d = 0;
     for (std::size_t i = 0; i < n; ++i) d += std::exp((L(to_double(x[i])) - L(m)) / L(t));
@@ -305,6 +314,7 @@ struct RowSolver {
   // T = +inf: uniform over the finite entries; +inf entries, NaN and all -inf
   // rows as special() (the contract's rules hold in the limit).
   void uniform(const T* x, std::size_t n, T* y, T* lse) const {
+    x = whole(x);
     const double inf = std::numeric_limits<double>::infinity();
     std::size_t finite = 0;
     bool other = false;
