@@ -79,20 +79,18 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     return _deliver(y, out)
 
 
-def compute_plain(op, x, axes_bits, row, algorithm, out=None):
-    """``compute`` for the common call on its shortest path: softmax or log_softmax
-    of a non-empty float32/float64 array over the axes whose bits are set in
-    ``axes_bits`` (valid: the caller checked; ``row`` elements per row), no where or
-    temperature; ``out`` None or a C-contiguous array the caller checked as
-    ``compute``'s."""
-    if native.kernels is None:
-        return NotImplemented
-    if algorithm == "auto":
-        algorithm = auto_algorithm(op, x.dtype, row * x.itemsize, x.nbytes)
-    y = np.empty(x.shape, dtype=x.dtype) if out is None else out
-    native.kernels.compute(native.OPS[op], native.ALGORITHMS[algorithm], native.NUMPY_DTYPES[x.dtype], x, axes_bits,
-                           y, None)
-    return y
+def _no_lane(*args):
+    return NotImplemented
+
+
+#: The short lane of the common call, in C++ (_native/module_lane.cc):
+#: ``softmax_lane(x, axis, algorithm, out)``, ``log_softmax_lane`` alike and
+#: ``logsumexp_lane(x, axis, algorithm, keepdims)``, straight from the public
+#: function's arguments; NotImplemented for any call but the common one (and
+#: always without the extension), which then takes the full path.
+softmax_lane = native.kernels.softmax_lane if native.kernels is not None else _no_lane
+log_softmax_lane = native.kernels.log_softmax_lane if native.kernels is not None else _no_lane
+logsumexp_lane = native.kernels.logsumexp_lane if native.kernels is not None else _no_lane
 
 
 def _byte_swapped(op, x, axes, where, algorithm, temperature, out):

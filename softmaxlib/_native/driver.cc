@@ -171,10 +171,6 @@ std::size_t item_size(DType dtype) {
   return kItemSize[dtype];
 }
 
-
-
-
-
 void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
              void* y, const Runner& runner) {
   if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
@@ -182,6 +178,16 @@ void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bo
   Problem P = make_problem(dtype, x, reduced, where, y, op == kLogSumExp ? Out::kScalar : Out::kRow,
                            std::ptrdiff_t(item_size(dtype)));
   if (P.rows == 0 || P.n == 0) return;
+  dispatch<ComputeFn>(dtype, current_table(), op, alg, P, runner);
+}
+
+void compute_contiguous_rows(Op op, Alg alg, DType dtype, const void* x, std::ptrdiff_t x_row_stride, void* y,
+                             std::ptrdiff_t y_row_stride, std::size_t rows, std::size_t n, const Runner& runner) {
+  if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
+  check_dtype(dtype);
+  if (rows == 0 || n == 0) return;
+  const Problem P = contiguous_problem(x, x_row_stride, y, y_row_stride, rows, n,
+                                       op == kLogSumExp ? Out::kScalar : Out::kRow);
   dispatch<ComputeFn>(dtype, current_table(), op, alg, P, runner);
 }
 

@@ -71,6 +71,13 @@ struct Strided {
 void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
              const Strided& where, void* y, const Runner& runner);
 
+// compute for `rows` rows that are each one contiguous run of n elements, row
+// r at x + r * x_row_stride bytes and its result at y + r * y_row_stride (n
+// elements for softmax / log_softmax, one for logsumexp): the common call,
+// with the same row math as compute() and none of its layout walk.
+void compute_contiguous_rows(Op op, Alg alg, DType dtype, const void* x, std::ptrdiff_t x_row_stride, void* y,
+                             std::ptrdiff_t y_row_stride, std::size_t rows, std::size_t n, const Runner& runner);
+
 // Temperature (op(x / T)): none (= compute above), one T for every row, one
 // per row (`per_row`: C-contiguous float64 of the batch shape, indexed like
 // logsumexp's output), or adaptive (T = 1/beta, beta from the entropy of

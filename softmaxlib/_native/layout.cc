@@ -72,6 +72,20 @@ Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& red
   bool xy_contig = P.red.shape.empty() ||
                    (P.red.shape.size() == 1 && P.red.xs[0] == item && (out != Out::kRow || P.red.ys[0] == item));
   P.contiguous = xy_contig && wptr == nullptr;
+  if (P.batch.shape.size() <= 1) {
+    P.one_batch_dim = true;
+    if (P.batch.shape.size() == 1) P.row_xs = P.batch.xs[0], P.row_ys = P.batch.ys[0], P.row_ws = P.batch.ws[0];
+  }
+  return P;
+}
+
+Problem contiguous_problem(const void* x, std::ptrdiff_t row_xs, void* y, std::ptrdiff_t row_ys, std::size_t rows,
+                           std::size_t n, Out out) {
+  Problem P{static_cast<const char*>(x), static_cast<char*>(y), nullptr, Dims{}, Dims{}, rows, n,
+            current_table()->chunk, out, true};
+  P.one_batch_dim = true;
+  P.row_xs = row_xs;
+  P.row_ys = row_ys;
   return P;
 }
 

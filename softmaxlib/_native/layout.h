@@ -81,12 +81,22 @@ struct Problem {
   std::size_t chunk;
   Out out;
   bool contiguous;  // every row is contiguous in x (and y for Out::kRow), and unmasked
+  // At most one batch dim (after collapsing): row r starts r * row_xs bytes into
+  // x (row_ys into y, row_ws into the mask), with no unravelling of r.
+  bool one_batch_dim = false;
+  std::ptrdiff_t row_xs = 0, row_ys = 0, row_ws = 0;
 };
 
 // Splits x (and where) into batch and reduced dims. y_batch_item: the byte
 // stride of one batch row in a C-contiguous output of rows (0: y is x-shaped).
 Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
                      Out out, std::ptrdiff_t y_batch_item);
+
+// The Problem of `rows` unmasked rows that are each one contiguous run of n
+// elements, row r at x + r * row_xs bytes and its output at y + r * row_ys
+// (make_problem's result for such a layout, without its walk over the dims).
+Problem contiguous_problem(const void* x, std::ptrdiff_t row_xs, void* y, std::ptrdiff_t row_ys, std::size_t rows,
+                           std::size_t n, Out out);
 
 template <class T>
 struct ThreadScratch {
@@ -123,9 +133,8 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
 
   // Row offsets are found by unravelling the row index over the batch dims.
   auto row_offsets = [&](std::size_t r, std::ptrdiff_t& ox, std::ptrdiff_t& oy, std::ptrdiff_t& ow) {
-    if (P.batch.shape.size() == 1) {  // the common case (batch dims collapsed): no division per row
-      ox = std::ptrdiff_t(r) * P.batch.xs[0], oy = std::ptrdiff_t(r) * P.batch.ys[0];
-      ow = std::ptrdiff_t(r) * P.batch.ws[0];
+    if (P.one_batch_dim) {  // the common case (batch dims collapsed): no division per row
+      ox = std::ptrdiff_t(r) * P.row_xs, oy = std::ptrdiff_t(r) * P.row_ys, ow = std::ptrdiff_t(r) * P.row_ws;
       return;
     }
     ox = oy = ow = 0;

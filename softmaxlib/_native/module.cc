@@ -13,15 +13,15 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>  // sysconf: the L2 size that algorithm="auto" switches at
-
 #include "accumulators.h"
+#include "auto_policy.h"
 #include "backward.h"
 #include "driver.h"
 #include "driver_family.h"
 #include "isa.h"
 #include "family_table.h"
 #include "kernel_table.h"
+#include "module_lane.h"
 #include "round_to_nearest.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
 #include "xla_ffi.h"
@@ -360,15 +360,18 @@ PYBIND11_MODULE(_kernels, m) {
     return d;
   });
   m.def("chunk", [] { return current_table()->chunk; });
-  // Bytes of one core's L2 cache (glibc reads it from cpuid), 0 where unknown.
-  m.def("l2_cache_bytes", []() -> long {
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-    const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return bytes > 0 ? bytes : 0;
-#else
-    return 0;
-#endif
-  });
+  // Bytes of one core's L2 cache, 0 where unknown; the policy of algorithm="auto" and its thresholds.
+  m.def("l2_cache_bytes", &driver::l2_cache_bytes);
+  m.def("auto_algorithm", [](int op, int dtype, std::size_t row_bytes, std::size_t total_bytes) {
+    check_op_alg(op, driver::kThreePass);
+    return int(driver::auto_algorithm(driver::Op(op), dtype, row_bytes, total_bytes));
+  }, py::arg("op"), py::arg("dtype"), py::arg("row_bytes"), py::arg("total_bytes"),
+     "The ALGORITHMS code algorithm=\"auto\" runs for op (OPS) on rows of row_bytes in an array of "
+     "total_bytes; dtype: a DTYPES code, -1 for any other.");
+  m.attr("AUTO_TWO_PASS_MIN_ROW_BYTES") = driver::auto_two_pass_min_row_bytes();
+  m.attr("AUTO_IN_CACHE") = py::make_tuple(int(driver::kAutoInCache[0]), int(driver::kAutoInCache[1]),
+                                           int(driver::kAutoInCache[2]));
+  register_lane(m);
   m.def("softmax_topk", &softmax_topk, py::arg("dtype"), py::arg("x"), py::arg("axis"), py::arg("k"), py::arg("where"),
         py::arg("values"), py::arg("indices"),
         "Fill values/indices (batch shape + (k,), C-contiguous) with the top k of softmax(x) along axis.");
