@@ -43,9 +43,9 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     ``NotImplemented`` for what the kernels do not handle. With ``out`` (softmax
     and the like; checked by the caller: the result's shape and dtype, writable,
     ``x`` itself or not overlapping it) the result goes there and ``out`` is
-    returned: written directly when ``out`` is C-contiguous (the kernels read
-    each row before they write it, so ``out=x`` works in place), else through a
-    fresh array and a copy.
+    returned, written directly whatever its strides (the kernels read each row
+    before they write it, so ``out=x`` works in place; a row of a strided ``out``
+    goes through a row-sized buffer, never an array-sized one).
     """
     if native.kernels is None or type(x) is not np.ndarray:
         return NotImplemented
@@ -69,14 +69,14 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     if temperature is None:
         y = _output(shape, x.dtype, out)
         native.kernels.compute(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where)
-        return _deliver(y, out)
+        return y
     mode_value_rows = _temperature_args(temperature, x, axes)
     if mode_value_rows is NotImplemented:
         return NotImplemented
     y = _output(shape, x.dtype, out)
     native.kernels.compute_temperature(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where,
                                        *mode_value_rows)
-    return _deliver(y, out)
+    return y
 
 
 def _no_lane(*args):
@@ -113,18 +113,8 @@ def _byte_swapped(op, x, axes, where, algorithm, temperature, out):
 
 
 def _output(shape, dtype, out):
-    """The array the kernels write: ``out`` when they can write it as it is (C-contiguous)."""
-    if out is not None and out.flags.c_contiguous:
-        return out
-    return np.empty(shape, dtype=dtype)
-
-
-def _deliver(y, out):
-    """The result: ``y``, copied into ``out`` when one is given and ``y`` is not it."""
-    if out is None or y is out:
-        return y
-    np.copyto(out, y)
-    return out
+    """The array the kernels write: ``out`` (any strides), else a fresh C-contiguous one."""
+    return np.empty(shape, dtype=dtype) if out is None else out
 
 
 def _temperature_args(temperature, x, axes):
@@ -156,7 +146,7 @@ def _stablemax(op, x, axes, where, out=None):
         return NotImplemented
     y = _output(x.shape, x.dtype, out)
     native.kernels.stablemax(native.STABLEMAX_OPS[op], code, x, native.axes_mask(axes), y, _mask_of(where, x.shape))
-    return _deliver(y, out)
+    return y
 
 
 def softmax_topk(x, k, axis, where):

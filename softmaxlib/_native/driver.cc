@@ -172,11 +172,12 @@ std::size_t item_size(DType dtype) {
 }
 
 void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
-             void* y, const Runner& runner) {
+             void* y, const Runner& runner, const std::ptrdiff_t* y_strides) {
   if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
   check_dtype(dtype);
+  if (y_strides && op == kLogSumExp) throw std::invalid_argument("logsumexp's output is C-contiguous");
   Problem P = make_problem(dtype, x, reduced, where, y, op == kLogSumExp ? Out::kScalar : Out::kRow,
-                           std::ptrdiff_t(item_size(dtype)));
+                           std::ptrdiff_t(item_size(dtype)), y_strides);
   if (P.rows == 0 || P.n == 0) return;
   dispatch<ComputeFn>(dtype, current_table(), op, alg, P, runner);
 }
@@ -192,8 +193,9 @@ void compute_contiguous_rows(Op op, Alg alg, DType dtype, const void* x, std::pt
 }
 
 void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
-                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner) {
-  if (temperature.mode == Temperature::kNone) return compute(op, alg, dtype, x, reduced, where, y, runner);
+                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner,
+                         const std::ptrdiff_t* y_strides) {
+  if (temperature.mode == Temperature::kNone) return compute(op, alg, dtype, x, reduced, where, y, runner, y_strides);
   if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
   if (temperature.mode < Temperature::kNone || temperature.mode > Temperature::kAdaptive)
     throw std::invalid_argument("bad temperature mode");
@@ -202,8 +204,9 @@ void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const st
   if (temperature.mode == Temperature::kScalar && !(temperature.value > 0))
     throw std::invalid_argument("temperature must be > 0");
   check_dtype(dtype);
+  if (y_strides && op == kLogSumExp) throw std::invalid_argument("logsumexp's output is C-contiguous");
   Problem P = make_problem(dtype, x, reduced, where, y, op == kLogSumExp ? Out::kScalar : Out::kRow,
-                           std::ptrdiff_t(item_size(dtype)));
+                           std::ptrdiff_t(item_size(dtype)), y_strides);
   if (P.rows == 0 || P.n == 0) return;
   dispatch<ComputeTemperatureFn>(dtype, current_table(), op, alg, P, runner, &temperature);
 }

@@ -67,9 +67,12 @@ struct Strided {
 // bool-byte mask of x's shape (where.data null when there is none).
 //
 // compute: y is C-contiguous: x's shape for softmax / log_softmax, the batch
-// shape (reduced axes removed) for logsumexp.
+// shape (reduced axes removed) for logsumexp. Or, softmax / log_softmax only,
+// y has x's shape and the byte strides y_strides (x's rank; any, x's own for
+// in place): rows are then gathered and their results scattered into y, with
+// no array-sized temporary.
 void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
-             const Strided& where, void* y, const Runner& runner);
+             const Strided& where, void* y, const Runner& runner, const std::ptrdiff_t* y_strides = nullptr);
 
 // compute for `rows` rows that are each one contiguous run of n elements, row
 // r at x + r * x_row_stride bytes and its result at y + r * y_row_stride (n
@@ -92,7 +95,8 @@ struct Temperature {
 };
 
 void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
-                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner);
+                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner,
+                         const std::ptrdiff_t* y_strides = nullptr);
 
 // accumulate: acc is C-contiguous float64 of batch shape + (kAccSize,).
 void accumulate(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,

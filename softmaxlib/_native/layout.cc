@@ -35,7 +35,7 @@ std::vector<std::ptrdiff_t> row_major_strides(const std::vector<std::ptrdiff_t>&
 }
 
 Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
-                     Out out, std::ptrdiff_t y_batch_item) {
+                     Out out, std::ptrdiff_t y_batch_item, const std::ptrdiff_t* y_strides) {
   const std::size_t nd = x.shape.size();
   const std::ptrdiff_t item = std::ptrdiff_t(item_size(dtype));
   if (x.strides.size() != nd || reduced.size() != nd) throw std::invalid_argument("shape, strides and axes disagree");
@@ -47,7 +47,7 @@ Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& red
     throw std::invalid_argument("where must be a bool array of x's shape");
   std::vector<std::ptrdiff_t> yfull(nd, 0);
   if (out == Out::kRow) {
-    yfull = row_major_strides(x.shape, item);
+    yfull = y_strides ? std::vector<std::ptrdiff_t>(y_strides, y_strides + nd) : row_major_strides(x.shape, item);
   } else {
     std::vector<std::ptrdiff_t> bshape;
     for (std::size_t i = 0; i < nd; ++i) if (!reduced[i]) bshape.push_back(x.shape[i]);

@@ -89,8 +89,9 @@ struct Problem {
 
 // Splits x (and where) into batch and reduced dims. y_batch_item: the byte
 // stride of one batch row in a C-contiguous output of rows (0: y is x-shaped).
+// y_strides (Out::kRow only): y's byte strides, x's rank; null: C-contiguous.
 Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
-                     Out out, std::ptrdiff_t y_batch_item);
+                     Out out, std::ptrdiff_t y_batch_item, const std::ptrdiff_t* y_strides = nullptr);
 
 // The Problem of `rows` unmasked rows that are each one contiguous run of n
 // elements, row r at x + r * row_xs bytes and its output at y + r * row_ys

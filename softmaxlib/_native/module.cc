@@ -81,6 +81,20 @@ void check_output(const py::array& y, std::size_t itemsize, std::size_t size, co
     throw std::invalid_argument(std::string(what) + " must be a writable C-contiguous array of the result's dtype and size");
 }
 
+// y as an output of x's shape (softmax and the like): x's itemsize, writable, any
+// strides (out=). Its byte strides, or none when it is C-contiguous.
+std::vector<std::ptrdiff_t> row_output_strides(const py::array& y, const py::array& x) {
+  bool same_shape = y.ndim() == x.ndim() && y.itemsize() == x.itemsize() && y.writeable();
+  for (py::ssize_t i = 0; same_shape && i < x.ndim(); ++i) same_shape = y.shape(i) == x.shape(i);
+  if (!same_shape) throw std::invalid_argument("y must be a writable array of x's shape and dtype");
+  if (y.flags() & py::array::c_style) return {};
+  return std::vector<std::ptrdiff_t>(y.strides(), y.strides() + y.ndim());
+}
+
+const std::ptrdiff_t* or_null(const std::vector<std::ptrdiff_t>& strides) {
+  return strides.empty() ? nullptr : strides.data();
+}
+
 std::size_t batch_size(const py::array& x, const std::vector<bool>& reduced, std::size_t& n) {
   std::size_t rows = 1;
   n = 1;
@@ -109,12 +123,14 @@ void compute(int op, int alg, int dtype, py::handle x_handle, std::uint64_t axes
   const drv::Strided w = mask_of(where, reduced.size(), keep);
   std::size_t n, rows = batch_size(x, reduced, n);
   if (rows == 0 || n == 0) return;
-  // The output must be the fresh C-contiguous array the Python side made.
-  check_output(y, drv::item_size(dt), op == drv::kLogSumExp ? rows : rows * n, "y");
+  // logsumexp: the fresh C-contiguous array the Python side made; the others: x's shape, any strides.
+  std::vector<std::ptrdiff_t> ys;
+  if (op == drv::kLogSumExp) check_output(y, drv::item_size(dt), rows, "y");
+  else ys = row_output_strides(y, x);
   const drv::Strided xs = strided(x);
   void* yp = y.mutable_data();
   py::gil_scoped_release release;
-  drv::compute(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, yp, drv::pool_runner());
+  drv::compute(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, yp, drv::pool_runner(), or_null(ys));
 }
 
 // temperature (TEMPERATURE_MODES): scalar (`value`), per row (`per_row`: float64,
@@ -141,11 +157,13 @@ void compute_temperature(int op, int alg, int dtype, const py::array& x, std::ui
     temp.per_row = static_cast<const double*>(t_rows.data());
   }
   if (rows == 0 || n == 0) return;
-  check_output(y, drv::item_size(dt), op == drv::kLogSumExp ? rows : rows * n, "y");
+  std::vector<std::ptrdiff_t> ys;
+  if (op == drv::kLogSumExp) check_output(y, drv::item_size(dt), rows, "y");
+  else ys = row_output_strides(y, x);
   const drv::Strided xs = strided(x);
   void* yp = y.mutable_data();
   py::gil_scoped_release release;
-  drv::compute_temperature(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, temp, yp, drv::pool_runner());
+  drv::compute_temperature(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, temp, yp, drv::pool_runner(), or_null(ys));
 }
 
 void accumulate(int dtype, const py::array& x, std::uint64_t axes, const py::object& where, py::array& acc) {
@@ -239,11 +257,11 @@ void stablemax(int op, int dtype, const py::array& x, std::uint64_t axes, py::ar
   const drv::Strided w = mask_of(where, reduced.size(), keep);
   std::size_t n, rows = batch_size(x, reduced, n);
   if (rows == 0 || n == 0) return;
-  check_output(y, drv::item_size(dt), rows * n, "y");
+  const std::vector<std::ptrdiff_t> ys = row_output_strides(y, x);
   const drv::Strided xs = strided(x);
   void* yp = y.mutable_data();
   py::gil_scoped_release release;
-  drv::stablemax(drv::StableMaxOp(op), dt, xs, reduced, w, yp, drv::pool_runner());
+  drv::stablemax(drv::StableMaxOp(op), dt, xs, reduced, w, yp, drv::pool_runner(), or_null(ys));
 }
 
 // The backward kernels on raw memory (pointers as integers, byte strides), so
@@ -311,7 +329,8 @@ PYBIND11_MODULE(_kernels, m) {
   m.attr("ADAPTIVE_MIN_ENTROPY") = driver::kAdaptiveMinEntropy;
   m.def("compute", &compute, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"), py::arg("axes"),
         py::arg("y"), py::arg("where"),
-        "Fill y with op(x) over the axes whose bits are set in `axes`. Codes: OPS, ALGORITHMS, DTYPES.");
+        "Fill y with op(x) over the axes whose bits are set in `axes` (y: C-contiguous; softmax and "
+        "log_softmax: x's shape, any strides). Codes: OPS, ALGORITHMS, DTYPES.");
   m.def("compute_temperature", &compute_temperature, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"),
         py::arg("axes"), py::arg("y"), py::arg("where"), py::arg("mode"), py::arg("value"), py::arg("per_row"),
         "compute() of op(x / T), mode from TEMPERATURE_MODES: scalar, one temperature `value` (> 0, may be inf); "
