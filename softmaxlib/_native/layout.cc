@@ -1,12 +1,36 @@
 // The layout walker (layout.h): splitting an array into rows.
 #include "layout.h"
 
+#include <atomic>
 #include <stdexcept>
 
 #include "isa.h"
 
 namespace softmaxlib {
 namespace driver {
+
+namespace {
+
+// The split points (layout.h, ParallelThresholds), measured with `python -m
+// softmaxlib bench`, 1 vs 2 threads. benchmarks/threads.py --split-everything shows
+// the crossover per shape (on a quiet machine: with other load, the second thread
+// waits for a core and no crossover shows).
+constexpr ParallelThresholds kDefaultParallelThresholds{std::size_t(1) << 16, std::size_t(1) << 20};
+std::atomic<std::size_t> g_min_elements{kDefaultParallelThresholds.min_elements};
+std::atomic<std::size_t> g_min_split_row{kDefaultParallelThresholds.min_split_row};
+
+}  // namespace
+
+ParallelThresholds parallel_thresholds() {
+  return {g_min_elements.load(std::memory_order_relaxed), g_min_split_row.load(std::memory_order_relaxed)};
+}
+
+void set_parallel_thresholds(ParallelThresholds limits) {
+  g_min_elements.store(limits.min_elements, std::memory_order_relaxed);
+  g_min_split_row.store(limits.min_split_row, std::memory_order_relaxed);
+}
+
+ParallelThresholds default_parallel_thresholds() { return kDefaultParallelThresholds; }
 
 Dims collapse(const Dims& in) {
   Dims out;

@@ -99,6 +99,20 @@ Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& red
 Problem contiguous_problem(const void* x, std::ptrdiff_t row_xs, void* y, std::ptrdiff_t row_ys, std::size_t rows,
                            std::size_t n, Out out);
 
+// When a call goes to more than one thread: from `min_elements` elements in all
+// (rows spread over the threads), and for a few rows of at least `min_split_row`
+// elements, their chunks. Below, one thread is faster: waking the pool costs tens
+// of microseconds, and a row split over threads wakes it once per pass (measured
+// with benchmarks/threads.py, 1 vs 2 threads; layout.cc has the numbers).
+struct ParallelThresholds {
+  std::size_t min_elements, min_split_row;
+};
+ParallelThresholds parallel_thresholds();
+// For benchmarks and tests (softmaxlib._kernels._set_parallel_thresholds): other
+// split points; the results are the same bits whatever they are.
+void set_parallel_thresholds(ParallelThresholds limits);
+ParallelThresholds default_parallel_thresholds();
+
 template <class T>
 struct ThreadScratch {
   using S = typename ComputeType<T>::type;
@@ -185,21 +199,19 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
     }
   };
 
-  // Waking the pool costs tens of microseconds, and a row split over threads wakes
-  // it once per pass: below these sizes (measured with `python -m softmaxlib bench`,
-  // 1 vs 2 threads) one thread is faster.
-  constexpr std::size_t kMinParallelElements = std::size_t(1) << 16;
-  constexpr std::size_t kMinSplitRow = std::size_t(1) << 20;
+  const ParallelThresholds limits = parallel_thresholds();
   const std::size_t total = P.rows * n;
   const int nt = runner.threads();
-  if (nt <= 1 || total < kMinParallelElements) {
+  if (nt <= 1 || total < limits.min_elements) {
     do_rows(0, P.rows, false);
-  } else if (n >= kMinSplitRow && n >= 4 * P.chunk && P.rows < std::size_t(nt) * 2) {
+  } else if (n >= limits.min_split_row && n >= 4 * P.chunk && P.rows < std::size_t(nt) * 2) {
     // Few long rows: one at a time, their chunks spread over the threads.
     do_rows(0, P.rows, true);
   } else {
-    // Many rows (or rows too short to split): spread them, ~32K elements per task.
-    std::size_t grain = std::max<std::size_t>(1, (1u << 15) / std::max<std::size_t>(n, 1));
+    // Many rows (or rows too short to split): spread them, ~32K elements per task,
+    // and at least one task per thread (a small batch above a lowered split point).
+    const std::size_t per_thread = (P.rows + std::size_t(nt) - 1) / std::size_t(nt);
+    std::size_t grain = std::max<std::size_t>(1, std::min((1u << 15) / std::max<std::size_t>(n, 1), per_thread));
     parallel_for(runner, P.rows, grain, [&](std::size_t r0, std::size_t r1) { do_rows(r0, r1, false); });
   }
 }

@@ -21,6 +21,7 @@
 #include "isa.h"
 #include "family_table.h"
 #include "kernel_table.h"
+#include "layout.h"
 #include "module_lane.h"
 #include "round_to_nearest.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
@@ -391,6 +392,17 @@ PYBIND11_MODULE(_kernels, m) {
   m.attr("AUTO_IN_CACHE") = py::make_tuple(int(driver::kAutoInCache[0]), int(driver::kAutoInCache[1]),
                                            int(driver::kAutoInCache[2]));
   register_lane(m);
+  // Where a call starts using more than one thread (layout.h): for benchmarks/threads.py
+  // and the tests; the results are the same bits whatever they are.
+  m.def("_parallel_thresholds", [] {
+    const auto t = driver::parallel_thresholds();
+    return py::make_tuple(t.min_elements, t.min_split_row);
+  }, "(min_elements, min_split_row) now in use.");
+  m.def("_set_parallel_thresholds", [](std::size_t min_elements, std::size_t min_split_row) {
+    driver::set_parallel_thresholds({min_elements, min_split_row});
+  }, py::arg("min_elements"), py::arg("min_split_row"));
+  m.attr("DEFAULT_PARALLEL_THRESHOLDS") = py::make_tuple(driver::default_parallel_thresholds().min_elements,
+                                                         driver::default_parallel_thresholds().min_split_row);
   m.def("softmax_topk", &softmax_topk, py::arg("dtype"), py::arg("x"), py::arg("axis"), py::arg("k"), py::arg("where"),
         py::arg("values"), py::arg("indices"),
         "Fill values/indices (batch shape + (k,), C-contiguous) with the top k of softmax(x) along axis.");
