@@ -3,10 +3,12 @@
 ``compute`` is a thin shell: it maps dtype, op and algorithm to the extension's
 codes, allocates the output and hands the array *as it is* (any strides, no
 copy) to C++, which walks the layout, releases the GIL and runs the kernels on
-its own threads. Everything numerical lives in ``softmaxlib/_native/``.
+its own threads. Everything numerical lives in ``softmaxlib/_native/``. The
+common call skips even that: ``softmax_lane`` and its siblings take the public
+function's own arguments to C++ (``_native/module_lane.cc``).
 
 The extension, its codes, threads, ISA, ``info()`` and the ``algorithm="auto"``
-policy belong to :mod:`softmaxlib._native_loader` (shared with the JAX and Dask
+policy (defined in C++) belong to :mod:`softmaxlib._native_loader` (shared with the JAX and Dask
 paths); the settings are re-exported here. If the extension cannot be imported,
 this module still imports: ``compute`` returns ``NotImplemented`` so the caller
 runs the reference, and ``info()`` says why.
