@@ -125,7 +125,7 @@ def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp
            [0.5       , 0.5       ]])
     """
     if type(x) is np.ndarray and where is None and temperature is None and xp is None:
-        y = _fast_lane("softmax", x, axis, algorithm, out)
+        y = _lane("softmax_lane", x, axis, algorithm, out)
         if y is not NotImplemented:
             return y
     return _compute("softmax", x, axis, where, algorithm, xp, False, temperature, out)
@@ -166,7 +166,7 @@ def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto"
     array([-4.14293163, -2.14293163, -0.14293163])
     """
     if type(x) is np.ndarray and where is None and temperature is None and xp is None:
-        y = _fast_lane("log_softmax", x, axis, algorithm, out)
+        y = _lane("log_softmax_lane", x, axis, algorithm, out)
         if y is not NotImplemented:
             return y
     return _compute("log_softmax", x, axis, where, algorithm, xp, False, temperature, out)
@@ -211,6 +211,10 @@ def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, temperature=None, al
     >>> softmaxlib.logsumexp(np.array([1.0, 2.0, 3.0]), temperature=0.5)
     array(6.14293163)
     """
+    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+        y = _lane("logsumexp_lane", x, axis, algorithm, keepdims)
+        if y is not NotImplemented:
+            return y
     return _compute("logsumexp", x, axis, where, algorithm, xp, keepdims, temperature)
 
 
@@ -382,33 +386,12 @@ for _function in (softmax, log_softmax, logsumexp, softmax_topk, stablemax, log_
 del _function
 
 
-def _fast_lane(op, x, axis, algorithm, out):
-    """The common call, straight to the native kernels: a float32/float64 NumPy array
-    with an int axis or None, no where, temperature or xp (the caller checked), and
-    no out or a C-contiguous writable one of the result's shape and dtype that is x
-    or does not overlap it. NotImplemented for anything else (and for what the full
-    path must refuse or handle: a bool or out-of-range axis, an unknown algorithm,
-    an empty or 0-d array), which then takes the full path. Its checks are those of
-    the full path for such a call, so the result is the same."""
-    if x.dtype not in _LANE_DTYPES or x.ndim == 0 or x.size == 0 or algorithm not in ALGORITHMS:
-        return NotImplemented
-    if out is not None and not (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape
-                                and out.flags.c_contiguous and out.flags.writeable
-                                and (out is x or not np.may_share_memory(out, x))):
-        return NotImplemented
-    if axis is None:
-        axes_bits, row = (1 << x.ndim) - 1, x.size
-    elif type(axis) is int and -x.ndim <= axis < x.ndim:
-        axes_bits, row = 1 << (axis % x.ndim), x.shape[axis]
-    else:
-        return NotImplemented
-    fast = _backends.fast_path(_NUMPY)
-    if fast is None or not hasattr(fast, "compute_plain"):
-        return NotImplemented
-    return fast.compute_plain(op, x, axes_bits, row, algorithm, out)
-
-
-_LANE_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+def _lane(name, x, axis, algorithm, last):
+    """The common call (a NumPy array, no where, temperature or xp: the caller
+    checked) on the NumPy fast path's short lane, ``numpy_native.<name>``;
+    NotImplemented for any other call, which then takes the full path."""
+    lane = _backends.numpy_lane()
+    return NotImplemented if lane is None else getattr(lane, name)(x, axis, algorithm, last)
 
 
 def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None, out=None):

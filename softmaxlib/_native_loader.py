@@ -106,47 +106,22 @@ def logsumexp_of_accumulator(xp, m, d, n_posinf, has_nan):
 
 # --------------------------------------------------------------------------- auto policy
 
-# Crossovers for algorithm="auto", measured by benchmarks/crossover.py (see
-# benchmarks/crossover.md, on a Xeon with 2 MiB of L2 per core). While the data
-# stays in the core's own L2, the max-based algorithms win: their later passes
-# re-read a row from L2 and they evaluate one exp per element
-# (three-pass-reload for softmax; three-pass for log_softmax and logsumexp,
-# which store nothing). Past L2, two-pass (no max pass: each read of memory
-# does the exp work beside it) wins:
-#  - a row longer than L2: every op, by ~20% (two memory passes against three);
-#  - an array larger than L2, rows shorter: logsumexp by 25-40% for any row
-#    (one read pass against two; AVX2 too), log_softmax by ~25% up to 24 MiB
-#    and ~5% beyond for rows of 16 KiB or more (shorter rows: AVX2 loses up to
-#    24%); softmax in float32 with AVX-512 by 7-19% for rows of 64 KiB or more
-#    and arrays below 32 MiB (beyond that, or with AVX2 or in float64,
-#    three-pass-reload leads);
-#  - float64 logsumexp from 32 KiB rows on, cached or not.
-# The L2 threshold is never below 2 MiB: a Zen 4 core (1 MiB of L2 and a fast
-# L3) still ran three-pass-reload faster at 1 MiB rows.
+# The policy itself is the extension's (_native/auto_policy.cc, with the
+# measurements behind it), so that the NumPy short lane, which runs it in C++,
+# and every Python caller pick the same algorithm.
 L2_BYTES = int(kernels.l2_cache_bytes()) if kernels is not None else 0
-AUTO_TWO_PASS_MIN_ROW_BYTES = max(2 << 20, L2_BYTES)
-AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP = 32 << 10
-AUTO_LOG_SOFTMAX_MIN_ROW_BYTES = 16 << 10
-AUTO_SOFTMAX_MIN_ROW_BYTES = 64 << 10
-AUTO_SOFTMAX_MAX_BYTES = 32 << 20
-AUTO_IN_CACHE = {"softmax": "three-pass-reload", "log_softmax": "three-pass", "logsumexp": "three-pass"}
+AUTO_TWO_PASS_MIN_ROW_BYTES = int(kernels.AUTO_TWO_PASS_MIN_ROW_BYTES) if kernels is not None else 0
+_ALGORITHM_NAMES = {code: name for name, code in ALGORITHMS.items()}
+#: op -> the algorithm "auto" runs while the data stays in L2.
+AUTO_IN_CACHE = ({op: _ALGORITHM_NAMES[kernels.AUTO_IN_CACHE[code]] for op, code in OPS.items()}
+                 if kernels is not None else {})
 
 
 def auto_algorithm(op, dtype, row_bytes, total_bytes):
     """What ``algorithm="auto"`` runs for ``op`` on rows of ``row_bytes`` in an
     array of ``total_bytes`` of ``dtype`` (the NumPy and JAX native paths alike)."""
-    beyond_l2 = AUTO_TWO_PASS_MIN_ROW_BYTES
-    if row_bytes >= beyond_l2:
-        return "two-pass"
-    if op == "logsumexp" and dtype == np.float64 and row_bytes >= AUTO_TWO_PASS_MIN_ROW_BYTES_F64_LOGSUMEXP:
-        return "two-pass"
-    if total_bytes >= beyond_l2:
-        if op == "logsumexp" or (op == "log_softmax" and row_bytes >= AUTO_LOG_SOFTMAX_MIN_ROW_BYTES):
-            return "two-pass"
-        if (dtype == np.float32 and row_bytes >= AUTO_SOFTMAX_MIN_ROW_BYTES
-                and total_bytes < AUTO_SOFTMAX_MAX_BYTES and kernels.get_isa() == "avx512f"):
-            return "two-pass"
-    return AUTO_IN_CACHE[op]
+    code = kernels.auto_algorithm(OPS[op], NUMPY_DTYPES.get(np.dtype(dtype), -1), row_bytes, total_bytes)
+    return _ALGORITHM_NAMES[code]
 
 
 # --------------------------------------------------------------------------- settings

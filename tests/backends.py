@@ -217,7 +217,7 @@ CASES.append(
 
 def _call_with_out(in_place):
     """How the ``out=`` paths call the functions that take it: into a fresh buffer
-    with reversed strides (the kernels write a C-ordered array, copied into it), or,
+    with reversed strides (the kernels scatter each row into it), or,
     ``in_place``, ``f(y, out=y)`` on a C-ordered copy ``y`` of x (written directly;
     x itself stays as it is for the suite's oracle).  Either way the call must
     return ``out`` itself."""

@@ -150,6 +150,17 @@ def _fast_path_module(xp):
     return importlib.import_module(backend.fast_path_module)
 
 
+def numpy_lane():
+    """The NumPy fast path's module for its short lane (``softmax_lane`` and the
+    like), or None while fast paths are switched off or the generic one forced."""
+    if _disabled.get() or _generic_forced.get():
+        return None
+    return sys.modules.get(_NUMPY_FAST_PATH) or importlib.import_module(_NUMPY_FAST_PATH)
+
+
+_NUMPY_FAST_PATH = next(b.fast_path_module for b in BACKENDS if b.name == "numpy")
+
+
 def generic_path():
     """The generic fast-path module (what a fast path's ``NotImplemented`` falls back to)."""
     return importlib.import_module(GENERIC)

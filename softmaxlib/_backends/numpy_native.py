@@ -3,10 +3,12 @@
 ``compute`` is a thin shell: it maps dtype, op and algorithm to the extension's
 codes, allocates the output and hands the array *as it is* (any strides, no
 copy) to C++, which walks the layout, releases the GIL and runs the kernels on
-its own threads. Everything numerical lives in ``softmaxlib/_native/``.
+its own threads. Everything numerical lives in ``softmaxlib/_native/``. The
+common call skips even that: ``softmax_lane`` and its siblings take the public
+function's own arguments to C++ (``_native/module_lane.cc``).
 
 The extension, its codes, threads, ISA, ``info()`` and the ``algorithm="auto"``
-policy belong to :mod:`softmaxlib._native_loader` (shared with the JAX and Dask
+policy (defined in C++) belong to :mod:`softmaxlib._native_loader` (shared with the JAX and Dask
 paths); the settings are re-exported here. If the extension cannot be imported,
 this module still imports: ``compute`` returns ``NotImplemented`` so the caller
 runs the reference, and ``info()`` says why.
@@ -47,9 +49,9 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     ``NotImplemented`` for what the kernels do not handle. With ``out`` (softmax
     and the like; checked by the caller: the result's shape and dtype, writable,
     ``x`` itself or not overlapping it) the result goes there and ``out`` is
-    returned: written directly when ``out`` is C-contiguous (the kernels read
-    each row before they write it, so ``out=x`` works in place), else through a
-    fresh array and a copy.
+    returned, written directly whatever its strides (the kernels read each row
+    before they write it, so ``out=x`` works in place; a row of a strided ``out``
+    goes through a row-sized buffer, never an array-sized one).
     """
     if native.kernels is None or type(x) is not np.ndarray:
         return NotImplemented
@@ -74,28 +76,26 @@ def compute(op, x, axes, where, algorithm, temperature=None, out=None):
     if temperature is None:
         y = _output(shape, dtype, out)
         native.kernels.compute(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where)
-        return _deliver(_in_byte_order(y, x.dtype), out)
+        return _in_byte_order(y, x.dtype)
     mode_value_rows = _temperature_args(temperature)
     y = _output(shape, dtype, out)
     native.kernels.compute_temperature(native.OPS[op], alg, code, x, native.axes_mask(axes), y, where,
                                        *mode_value_rows)
-    return _deliver(_in_byte_order(y, x.dtype), out)
+    return _in_byte_order(y, x.dtype)
 
 
-def compute_plain(op, x, axes_bits, row, algorithm, out=None):
-    """``compute`` for the common call on its shortest path: softmax or log_softmax
-    of a non-empty float32/float64 array over the axes whose bits are set in
-    ``axes_bits`` (valid: the caller checked; ``row`` elements per row), no where or
-    temperature; ``out`` None or a C-contiguous array the caller checked as
-    ``compute``'s."""
-    if native.kernels is None:
-        return NotImplemented
-    if algorithm == "auto":
-        algorithm = auto_algorithm(op, x.dtype, row * x.itemsize, x.nbytes)
-    y = np.empty(x.shape, dtype=x.dtype) if out is None else out
-    native.kernels.compute(native.OPS[op], native.ALGORITHMS[algorithm], native.NUMPY_DTYPES[x.dtype], x, axes_bits,
-                           y, None)
-    return y
+def _no_lane(*args):
+    return NotImplemented
+
+
+#: The short lane of the common call, in C++ (_native/module_lane.cc):
+#: ``softmax_lane(x, axis, algorithm, out)``, ``log_softmax_lane`` alike and
+#: ``logsumexp_lane(x, axis, algorithm, keepdims)``, straight from the public
+#: function's arguments; NotImplemented for any call but the common one (and
+#: always without the extension), which then takes the full path.
+softmax_lane = native.kernels.softmax_lane if native.kernels is not None else _no_lane
+log_softmax_lane = native.kernels.log_softmax_lane if native.kernels is not None else _no_lane
+logsumexp_lane = native.kernels.logsumexp_lane if native.kernels is not None else _no_lane
 
 
 def _byte_swapped(op, x, axes, where, algorithm, temperature, out):
@@ -123,18 +123,8 @@ def _in_byte_order(y, dtype):
 
 
 def _output(shape, dtype, out):
-    """The array the kernels write: ``out`` when they can write it as it is (C-contiguous)."""
-    if out is not None and out.flags.c_contiguous:
-        return out
-    return np.empty(shape, dtype=dtype)
-
-
-def _deliver(y, out):
-    """The result: ``y``, copied into ``out`` when one is given and ``y`` is not it."""
-    if out is None or y is out:
-        return y
-    np.copyto(out, y)
-    return out
+    """The array the kernels write: ``out`` (any strides), else a fresh C-contiguous one."""
+    return np.empty(shape, dtype=dtype) if out is None else out
 
 
 def _temperature_args(temperature):
@@ -156,7 +146,7 @@ def _stablemax(op, x, axes, where, out=None):
         return NotImplemented
     y = _output(x.shape, x.dtype, out)
     native.kernels.stablemax(native.STABLEMAX_OPS[op], code, x, native.axes_mask(axes), y, _mask_of(where, x.shape))
-    return _deliver(y, out)
+    return y
 
 
 def softmax_topk(x, k, axis, where):

@@ -172,23 +172,31 @@ std::size_t item_size(DType dtype) {
   return kItemSize[dtype];
 }
 
-
-
-
-
 void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
-             void* y, const Runner& runner) {
+             void* y, const Runner& runner, const std::ptrdiff_t* y_strides) {
   if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
   check_dtype(dtype);
+  if (y_strides && op == kLogSumExp) throw std::invalid_argument("logsumexp's output is C-contiguous");
   Problem P = make_problem(dtype, x, reduced, where, y, op == kLogSumExp ? Out::kScalar : Out::kRow,
-                           std::ptrdiff_t(item_size(dtype)));
+                           std::ptrdiff_t(item_size(dtype)), y_strides);
   if (P.rows == 0 || P.n == 0) return;
   dispatch<ComputeFn>(dtype, current_table(), op, alg, P, runner);
 }
 
+void compute_contiguous_rows(Op op, Alg alg, DType dtype, const void* x, std::ptrdiff_t x_row_stride, void* y,
+                             std::ptrdiff_t y_row_stride, std::size_t rows, std::size_t n, const Runner& runner) {
+  if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
+  check_dtype(dtype);
+  if (rows == 0 || n == 0) return;
+  const Problem P = contiguous_problem(x, x_row_stride, y, y_row_stride, rows, n,
+                                       op == kLogSumExp ? Out::kScalar : Out::kRow);
+  dispatch<ComputeFn>(dtype, current_table(), op, alg, P, runner);
+}
+
 void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
-                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner) {
-  if (temperature.mode == Temperature::kNone) return compute(op, alg, dtype, x, reduced, where, y, runner);
+                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner,
+                         const std::ptrdiff_t* y_strides) {
+  if (temperature.mode == Temperature::kNone) return compute(op, alg, dtype, x, reduced, where, y, runner, y_strides);
   if (op < kSoftmax || op > kLogSumExp || alg < kThreePass || alg > kTwoPass) throw std::invalid_argument("bad op/alg code");
   if (temperature.mode < Temperature::kNone || temperature.mode > Temperature::kAdaptive)
     throw std::invalid_argument("bad temperature mode");
@@ -197,8 +205,9 @@ void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const st
   if (temperature.mode == Temperature::kScalar && !(temperature.value > 0))
     throw std::invalid_argument("temperature must be > 0");
   check_dtype(dtype);
+  if (y_strides && op == kLogSumExp) throw std::invalid_argument("logsumexp's output is C-contiguous");
   Problem P = make_problem(dtype, x, reduced, where, y, op == kLogSumExp ? Out::kScalar : Out::kRow,
-                           std::ptrdiff_t(item_size(dtype)));
+                           std::ptrdiff_t(item_size(dtype)), y_strides);
   if (P.rows == 0 || P.n == 0) return;
   dispatch<ComputeTemperatureFn>(dtype, current_table(), op, alg, P, runner, &temperature);
 }

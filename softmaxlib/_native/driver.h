@@ -70,9 +70,19 @@ struct Strided {
 // bool-byte mask of x's shape (where.data null when there is none).
 //
 // compute: y is C-contiguous: x's shape for softmax / log_softmax, the batch
-// shape (reduced axes removed) for logsumexp.
+// shape (reduced axes removed) for logsumexp. Or, softmax / log_softmax only,
+// y has x's shape and the byte strides y_strides (x's rank; any, x's own for
+// in place): rows are then gathered and their results scattered into y, with
+// no array-sized temporary.
 void compute(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
-             const Strided& where, void* y, const Runner& runner);
+             const Strided& where, void* y, const Runner& runner, const std::ptrdiff_t* y_strides = nullptr);
+
+// compute for `rows` rows that are each one contiguous run of n elements, row
+// r at x + r * x_row_stride bytes and its result at y + r * y_row_stride (n
+// elements for softmax / log_softmax, one for logsumexp): the common call,
+// with the same row math as compute() and none of its layout walk.
+void compute_contiguous_rows(Op op, Alg alg, DType dtype, const void* x, std::ptrdiff_t x_row_stride, void* y,
+                             std::ptrdiff_t y_row_stride, std::size_t rows, std::size_t n, const Runner& runner);
 
 // Temperature (op(x / T)): none (= compute above), one T for every row, one
 // per row (`per_row`: C-contiguous float64 of the batch shape, indexed like
@@ -88,7 +98,8 @@ struct Temperature {
 };
 
 void compute_temperature(Op op, Alg alg, DType dtype, const Strided& x, const std::vector<bool>& reduced,
-                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner);
+                         const Strided& where, const Temperature& temperature, void* y, const Runner& runner,
+                         const std::ptrdiff_t* y_strides = nullptr);
 
 // accumulate: acc is C-contiguous float64 of batch shape + (kAccSize,).
 void accumulate(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,

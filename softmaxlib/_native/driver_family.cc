@@ -234,10 +234,10 @@ void softmax_topk(DType dtype, const Strided& x, std::size_t axis, std::size_t k
 }
 
 void stablemax(StableMaxOp op, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
-               void* y, const Runner& runner) {
+               void* y, const Runner& runner, const std::ptrdiff_t* y_strides) {
   if (op != kStableMax && op != kLogStableMax) throw std::invalid_argument("stablemax: bad op code");
   check_dtype(dtype);
-  Problem P = make_problem(dtype, x, reduced, where, y, Out::kRow, std::ptrdiff_t(item_size(dtype)));
+  Problem P = make_problem(dtype, x, reduced, where, y, Out::kRow, std::ptrdiff_t(item_size(dtype)), y_strides);
   if (P.rows == 0 || P.n == 0) return;
   const KernelTable* t = current_table();
   const FamilyTable* f = current_family_table();

@@ -24,9 +24,10 @@ constexpr const char* kStableMaxOpNames[] = {"stablemax", "log_stablemax"};
 void softmax_topk(DType dtype, const Strided& x, std::size_t axis, std::size_t k, const Strided& where,
                   void* values, std::int64_t* indices, const Runner& runner);
 
-// StableMax / log-StableMax over the reduced axes; y C-contiguous of x's shape.
+// StableMax / log-StableMax over the reduced axes; y of x's shape, C-contiguous
+// or with the byte strides y_strides (as compute's).
 void stablemax(StableMaxOp op, DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where,
-               void* y, const Runner& runner);
+               void* y, const Runner& runner, const std::ptrdiff_t* y_strides = nullptr);
 
 }  // namespace driver
 }  // namespace softmaxlib

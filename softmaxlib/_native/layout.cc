@@ -1,12 +1,36 @@
 // The layout walker (layout.h): splitting an array into rows.
 #include "layout.h"
 
+#include <atomic>
 #include <stdexcept>
 
 #include "isa.h"
 
 namespace softmaxlib {
 namespace driver {
+
+namespace {
+
+// The split points (layout.h, ParallelThresholds), measured with `python -m
+// softmaxlib bench`, 1 vs 2 threads. benchmarks/threads.py --split-everything shows
+// the crossover per shape (on a quiet machine: with other load, the second thread
+// waits for a core and no crossover shows).
+constexpr ParallelThresholds kDefaultParallelThresholds{std::size_t(1) << 16, std::size_t(1) << 20};
+std::atomic<std::size_t> g_min_elements{kDefaultParallelThresholds.min_elements};
+std::atomic<std::size_t> g_min_split_row{kDefaultParallelThresholds.min_split_row};
+
+}  // namespace
+
+ParallelThresholds parallel_thresholds() {
+  return {g_min_elements.load(std::memory_order_relaxed), g_min_split_row.load(std::memory_order_relaxed)};
+}
+
+void set_parallel_thresholds(ParallelThresholds limits) {
+  g_min_elements.store(limits.min_elements, std::memory_order_relaxed);
+  g_min_split_row.store(limits.min_split_row, std::memory_order_relaxed);
+}
+
+ParallelThresholds default_parallel_thresholds() { return kDefaultParallelThresholds; }
 
 Dims collapse(const Dims& in) {
   Dims out;
@@ -51,7 +75,7 @@ bool one_run(const std::vector<std::ptrdiff_t>& shape, const std::vector<std::pt
 }  // namespace
 
 Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
-                     Out out, std::ptrdiff_t y_batch_item) {
+                     Out out, std::ptrdiff_t y_batch_item, const std::ptrdiff_t* y_strides) {
   const std::size_t nd = x.shape.size();
   const std::ptrdiff_t item = std::ptrdiff_t(item_size(dtype));
   if (x.strides.size() != nd || reduced.size() != nd) throw std::invalid_argument("shape, strides and axes disagree");
@@ -63,7 +87,7 @@ Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& red
     throw std::invalid_argument("where must be a bool array of x's shape");
   std::vector<std::ptrdiff_t> yfull(nd, 0);
   if (out == Out::kRow) {
-    yfull = row_major_strides(x.shape, item);
+    yfull = y_strides ? std::vector<std::ptrdiff_t>(y_strides, y_strides + nd) : row_major_strides(x.shape, item);
   } else {
     std::vector<std::ptrdiff_t> bshape;
     for (std::size_t i = 0; i < nd; ++i) if (!reduced[i]) bshape.push_back(x.shape[i]);
@@ -90,6 +114,20 @@ Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& red
   P.contiguous = xy_contig && wptr == nullptr && !x.byte_swapped;
   P.y_row_run = out == Out::kRow && one_run(P.red.shape, P.red.ys, item);
   P.w_row_run = wptr != nullptr && one_run(P.red.shape, P.red.ws, 1);
+  if (P.batch.shape.size() <= 1) {
+    P.one_batch_dim = true;
+    if (P.batch.shape.size() == 1) P.row_xs = P.batch.xs[0], P.row_ys = P.batch.ys[0], P.row_ws = P.batch.ws[0];
+  }
+  return P;
+}
+
+Problem contiguous_problem(const void* x, std::ptrdiff_t row_xs, void* y, std::ptrdiff_t row_ys, std::size_t rows,
+                           std::size_t n, Out out) {
+  Problem P{static_cast<const char*>(x), static_cast<char*>(y), nullptr, Dims{}, Dims{}, rows, n,
+            current_table()->chunk, out, true};
+  P.one_batch_dim = true;
+  P.row_xs = row_xs;
+  P.row_ys = row_ys;
   return P;
 }
 

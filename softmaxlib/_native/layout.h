@@ -86,9 +86,13 @@ struct Problem {
   std::size_t chunk;
   Out out;
   bool contiguous;  // every row is contiguous in x (and y for Out::kRow), and unmasked
-  bool y_row_run;   // Out::kRow and every row is one contiguous run in y (in the rows' C order)
-  bool w_row_run;   // a mask is given and every row of it is one contiguous run of bytes
-  bool x_swapped;   // x's entries are in the other byte order (Strided::byte_swapped)
+  bool y_row_run = false;  // Out::kRow and every row is one contiguous run in y (in the rows' C order)
+  bool w_row_run = false;  // a mask is given and every row of it is one contiguous run of bytes
+  bool x_swapped = false;  // x's entries are in the other byte order (Strided::byte_swapped)
+  // At most one batch dim (after collapsing): row r starts r * row_xs bytes into
+  // x (row_ys into y, row_ws into the mask), with no unravelling of r.
+  bool one_batch_dim = false;
+  std::ptrdiff_t row_xs = 0, row_ys = 0, row_ws = 0;
 };
 
 // The entry of x at byte address p, in this machine's byte order.
@@ -104,8 +108,29 @@ T load_entry(const char* p, bool swapped) {
 
 // Splits x (and where) into batch and reduced dims. y_batch_item: the byte
 // stride of one batch row in a C-contiguous output of rows (0: y is x-shaped).
+// y_strides (Out::kRow only): y's byte strides, x's rank; null: C-contiguous.
 Problem make_problem(DType dtype, const Strided& x, const std::vector<bool>& reduced, const Strided& where, void* y,
-                     Out out, std::ptrdiff_t y_batch_item);
+                     Out out, std::ptrdiff_t y_batch_item, const std::ptrdiff_t* y_strides = nullptr);
+
+// The Problem of `rows` unmasked rows that are each one contiguous run of n
+// elements, row r at x + r * row_xs bytes and its output at y + r * row_ys
+// (make_problem's result for such a layout, without its walk over the dims).
+Problem contiguous_problem(const void* x, std::ptrdiff_t row_xs, void* y, std::ptrdiff_t row_ys, std::size_t rows,
+                           std::size_t n, Out out);
+
+// When a call goes to more than one thread: from `min_elements` elements in all
+// (rows spread over the threads), and for a few rows of at least `min_split_row`
+// elements, their chunks. Below, one thread is faster: waking the pool costs tens
+// of microseconds, and a row split over threads wakes it once per pass (measured
+// with benchmarks/threads.py, 1 vs 2 threads; layout.cc has the numbers).
+struct ParallelThresholds {
+  std::size_t min_elements, min_split_row;
+};
+ParallelThresholds parallel_thresholds();
+// For benchmarks and tests (softmaxlib._kernels._set_parallel_thresholds): other
+// split points; the results are the same bits whatever they are.
+void set_parallel_thresholds(ParallelThresholds limits);
+ParallelThresholds default_parallel_thresholds();
 
 template <class T>
 struct ThreadScratch {
@@ -194,9 +219,8 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
 
   // Row offsets are found by unravelling the row index over the batch dims.
   auto row_offsets = [&](std::size_t r, std::ptrdiff_t& ox, std::ptrdiff_t& oy, std::ptrdiff_t& ow) {
-    if (P.batch.shape.size() == 1) {  // the common case (batch dims collapsed): no division per row
-      ox = std::ptrdiff_t(r) * P.batch.xs[0], oy = std::ptrdiff_t(r) * P.batch.ys[0];
-      ow = std::ptrdiff_t(r) * P.batch.ws[0];
+    if (P.one_batch_dim) {  // the common case (batch dims collapsed): no division per row
+      ox = std::ptrdiff_t(r) * P.row_xs, oy = std::ptrdiff_t(r) * P.row_ys, ow = std::ptrdiff_t(r) * P.row_ws;
       return;
     }
     ox = oy = ow = 0;
@@ -264,21 +288,19 @@ void for_rows(const Problem& P, const Runner& runner, Fn&& fn) {
     }
   };
 
-  // Waking the pool costs tens of microseconds, and a row split over threads wakes
-  // it once per pass: below these sizes (measured with `python -m softmaxlib bench`,
-  // 1 vs 2 threads) one thread is faster.
-  constexpr std::size_t kMinParallelElements = std::size_t(1) << 16;
-  constexpr std::size_t kMinSplitRow = std::size_t(1) << 20;
+  const ParallelThresholds limits = parallel_thresholds();
   const std::size_t total = P.rows * n;
   const int nt = runner.threads();
-  if (nt <= 1 || total < kMinParallelElements) {
+  if (nt <= 1 || total < limits.min_elements) {
     do_rows(0, P.rows, false);
-  } else if (n >= kMinSplitRow && n >= 4 * P.chunk && P.rows < std::size_t(nt) * 2) {
+  } else if (n >= limits.min_split_row && n >= 4 * P.chunk && P.rows < std::size_t(nt) * 2) {
     // Few long rows: one at a time, their chunks spread over the threads.
     do_rows(0, P.rows, true);
   } else {
-    // Many rows (or rows too short to split): spread them, ~32K elements per task.
-    std::size_t grain = std::max<std::size_t>(1, (1u << 15) / std::max<std::size_t>(n, 1));
+    // Many rows (or rows too short to split): spread them, ~32K elements per task,
+    // and at least one task per thread (a small batch above a lowered split point).
+    const std::size_t per_thread = (P.rows + std::size_t(nt) - 1) / std::size_t(nt);
+    std::size_t grain = std::max<std::size_t>(1, std::min((1u << 15) / std::max<std::size_t>(n, 1), per_thread));
     parallel_for(runner, P.rows, grain, [&](std::size_t r0, std::size_t r1) { do_rows(r0, r1, false); });
   }
 }

@@ -13,15 +13,16 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>  // sysconf: the L2 size that algorithm="auto" switches at
-
 #include "accumulators.h"
+#include "auto_policy.h"
 #include "backward.h"
 #include "driver.h"
 #include "driver_family.h"
 #include "isa.h"
 #include "family_table.h"
 #include "kernel_table.h"
+#include "layout.h"
+#include "module_lane.h"
 #include "round_to_nearest.h"
 #if defined(SOFTMAXLIB_XLA_FFI)
 #include "xla_ffi.h"
@@ -86,6 +87,20 @@ void check_output(const py::array& y, std::size_t itemsize, std::size_t size, co
     throw std::invalid_argument(std::string(what) + " must be a writable C-contiguous array of the result's dtype and size");
 }
 
+// y as an output of x's shape (softmax and the like): x's itemsize, writable, any
+// strides (out=). Its byte strides, or none when it is C-contiguous.
+std::vector<std::ptrdiff_t> row_output_strides(const py::array& y, const py::array& x) {
+  bool same_shape = y.ndim() == x.ndim() && y.itemsize() == x.itemsize() && y.writeable();
+  for (py::ssize_t i = 0; same_shape && i < x.ndim(); ++i) same_shape = y.shape(i) == x.shape(i);
+  if (!same_shape) throw std::invalid_argument("y must be a writable array of x's shape and dtype");
+  if (y.flags() & py::array::c_style) return {};
+  return std::vector<std::ptrdiff_t>(y.strides(), y.strides() + y.ndim());
+}
+
+const std::ptrdiff_t* or_null(const std::vector<std::ptrdiff_t>& strides) {
+  return strides.empty() ? nullptr : strides.data();
+}
+
 std::size_t batch_size(const py::array& x, const std::vector<bool>& reduced, std::size_t& n) {
   std::size_t rows = 1;
   n = 1;
@@ -114,12 +129,14 @@ void compute(int op, int alg, int dtype, py::handle x_handle, std::uint64_t axes
   const drv::Strided w = mask_of(where, reduced.size(), keep);
   std::size_t n, rows = batch_size(x, reduced, n);
   if (rows == 0 || n == 0) return;
-  // The output must be the fresh C-contiguous array the Python side made.
-  check_output(y, drv::item_size(dt), op == drv::kLogSumExp ? rows : rows * n, "y");
+  // logsumexp: the fresh C-contiguous array the Python side made; the others: x's shape, any strides.
+  std::vector<std::ptrdiff_t> ys;
+  if (op == drv::kLogSumExp) check_output(y, drv::item_size(dt), rows, "y");
+  else ys = row_output_strides(y, x);
   const drv::Strided xs = strided(x);
   void* yp = y.mutable_data();
   py::gil_scoped_release release;
-  drv::compute(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, yp, drv::pool_runner());
+  drv::compute(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, yp, drv::pool_runner(), or_null(ys));
 }
 
 // temperature (TEMPERATURE_MODES): scalar (`value`), per row (`per_row`: float64,
@@ -146,11 +163,13 @@ void compute_temperature(int op, int alg, int dtype, const py::array& x, std::ui
     temp.per_row = static_cast<const double*>(t_rows.data());
   }
   if (rows == 0 || n == 0) return;
-  check_output(y, drv::item_size(dt), op == drv::kLogSumExp ? rows : rows * n, "y");
+  std::vector<std::ptrdiff_t> ys;
+  if (op == drv::kLogSumExp) check_output(y, drv::item_size(dt), rows, "y");
+  else ys = row_output_strides(y, x);
   const drv::Strided xs = strided(x);
   void* yp = y.mutable_data();
   py::gil_scoped_release release;
-  drv::compute_temperature(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, temp, yp, drv::pool_runner());
+  drv::compute_temperature(drv::Op(op), drv::Alg(alg), dt, xs, reduced, w, temp, yp, drv::pool_runner(), or_null(ys));
 }
 
 void accumulate(int dtype, const py::array& x, std::uint64_t axes, const py::object& where, py::array& acc) {
@@ -244,11 +263,11 @@ void stablemax(int op, int dtype, const py::array& x, std::uint64_t axes, py::ar
   const drv::Strided w = mask_of(where, reduced.size(), keep);
   std::size_t n, rows = batch_size(x, reduced, n);
   if (rows == 0 || n == 0) return;
-  check_output(y, drv::item_size(dt), rows * n, "y");
+  const std::vector<std::ptrdiff_t> ys = row_output_strides(y, x);
   const drv::Strided xs = strided(x);
   void* yp = y.mutable_data();
   py::gil_scoped_release release;
-  drv::stablemax(drv::StableMaxOp(op), dt, xs, reduced, w, yp, drv::pool_runner());
+  drv::stablemax(drv::StableMaxOp(op), dt, xs, reduced, w, yp, drv::pool_runner(), or_null(ys));
 }
 
 // The backward kernels on raw memory (pointers as integers, byte strides), so
@@ -316,7 +335,8 @@ PYBIND11_MODULE(_kernels, m) {
   m.attr("ADAPTIVE_MIN_ENTROPY") = driver::kAdaptiveMinEntropy;
   m.def("compute", &compute, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"), py::arg("axes"),
         py::arg("y"), py::arg("where"),
-        "Fill y with op(x) over the axes whose bits are set in `axes`. Codes: OPS, ALGORITHMS, DTYPES.");
+        "Fill y with op(x) over the axes whose bits are set in `axes` (y: C-contiguous; softmax and "
+        "log_softmax: x's shape, any strides). Codes: OPS, ALGORITHMS, DTYPES.");
   m.def("compute_temperature", &compute_temperature, py::arg("op"), py::arg("alg"), py::arg("dtype"), py::arg("x"),
         py::arg("axes"), py::arg("y"), py::arg("where"), py::arg("mode"), py::arg("value"), py::arg("per_row"),
         "compute() of op(x / T), mode from TEMPERATURE_MODES: scalar, one temperature `value` (> 0, may be inf); "
@@ -365,15 +385,29 @@ PYBIND11_MODULE(_kernels, m) {
     return d;
   });
   m.def("chunk", [] { return current_table()->chunk; });
-  // Bytes of one core's L2 cache (glibc reads it from cpuid), 0 where unknown.
-  m.def("l2_cache_bytes", []() -> long {
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-    const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return bytes > 0 ? bytes : 0;
-#else
-    return 0;
-#endif
-  });
+  // Bytes of one core's L2 cache, 0 where unknown; the policy of algorithm="auto" and its thresholds.
+  m.def("l2_cache_bytes", &driver::l2_cache_bytes);
+  m.def("auto_algorithm", [](int op, int dtype, std::size_t row_bytes, std::size_t total_bytes) {
+    check_op_alg(op, driver::kThreePass);
+    return int(driver::auto_algorithm(driver::Op(op), dtype, row_bytes, total_bytes));
+  }, py::arg("op"), py::arg("dtype"), py::arg("row_bytes"), py::arg("total_bytes"),
+     "The ALGORITHMS code algorithm=\"auto\" runs for op (OPS) on rows of row_bytes in an array of "
+     "total_bytes; dtype: a DTYPES code, -1 for any other.");
+  m.attr("AUTO_TWO_PASS_MIN_ROW_BYTES") = driver::auto_two_pass_min_row_bytes();
+  m.attr("AUTO_IN_CACHE") = py::make_tuple(int(driver::kAutoInCache[0]), int(driver::kAutoInCache[1]),
+                                           int(driver::kAutoInCache[2]));
+  register_lane(m);
+  // Where a call starts using more than one thread (layout.h): for benchmarks/threads.py
+  // and the tests; the results are the same bits whatever they are.
+  m.def("_parallel_thresholds", [] {
+    const auto t = driver::parallel_thresholds();
+    return py::make_tuple(t.min_elements, t.min_split_row);
+  }, "(min_elements, min_split_row) now in use.");
+  m.def("_set_parallel_thresholds", [](std::size_t min_elements, std::size_t min_split_row) {
+    driver::set_parallel_thresholds({min_elements, min_split_row});
+  }, py::arg("min_elements"), py::arg("min_split_row"));
+  m.attr("DEFAULT_PARALLEL_THRESHOLDS") = py::make_tuple(driver::default_parallel_thresholds().min_elements,
+                                                         driver::default_parallel_thresholds().min_split_row);
   m.def("softmax_topk", &softmax_topk, py::arg("dtype"), py::arg("x"), py::arg("axis"), py::arg("k"), py::arg("where"),
         py::arg("values"), py::arg("indices"),
         "Fill values/indices (batch shape + (k,), C-contiguous) with the top k of softmax(x) along axis.");

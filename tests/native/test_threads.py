@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from softmaxlib import _native_loader
 from softmaxlib._backends import numpy_native
 from tests.native.helpers import ALGORITHMS, OPS, assert_close
 
@@ -132,3 +133,27 @@ def test_gil_released(threads):
         steps += 1
     worker.join()
     assert steps > 1000, f"only {steps} Python steps ran beside a ~50 ms kernel call"
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("split_points", [(1, 1), (1 << 12, 1 << 14)], ids=["everything", "small"])
+def test_bitwise_identical_at_any_split_point(isa, threads, op, split_points):
+    # Small arrays split over threads (rows spread, and a long row's chunks) give the
+    # single-thread bits, wherever the split points lie.
+    kernels = _native_loader.kernels
+    rng = np.random.default_rng(11)
+    shapes = [(256, 128), (512, 128), (64, 1024), (3, 70000), (1, 3 * 2**14 + 5), (1, 40)]
+    xs = [(rng.standard_normal(s) * 4).astype(np.float32) for s in shapes]
+    xs.append(np.asfortranarray(xs[0]))  # gathered rows
+    threads(1)
+    expected = [compute(op, x, (1,)) for x in xs]
+    try:
+        kernels._set_parallel_thresholds(*split_points)
+        assert kernels._parallel_thresholds() == split_points
+        for n in (2, 3):
+            threads(n)
+            for x, e in zip(xs, expected):
+                assert compute(op, x, (1,)).tobytes() == e.tobytes(), (n, x.shape)
+    finally:
+        kernels._set_parallel_thresholds(*kernels.DEFAULT_PARALLEL_THRESHOLDS)
+    assert_close(op, expected[3], xs[3], (1,))
