@@ -50,6 +50,27 @@ def _call(backend, op, values, dtype_name, **kwargs):
     return backend.to_numpy(backend.call(function, x, **kwargs))
 
 
+def every_case(test):
+    """Parametrize ``test`` over op, dtype and algorithm."""
+    test = pytest.mark.parametrize("algorithm", softmaxlib.ALGORITHMS)(test)
+    test = pytest.mark.parametrize("dtype_name", ["float32", "float64"])(test)
+    return pytest.mark.parametrize("op", ["log_softmax", "logsumexp"])(test)
+
+
+def _check_rows(backend, op, dtype_name, rows, temperature=None, **kwargs):
+    """op of each row (x = row * temperature, so that x / temperature is the row
+    exactly) against the bound, one call per row."""
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    for name, row in rows.items():
+        values = row if temperature is None else row * temperature
+        y = _call(backend, op, values[None, :], dtype_name, **kwargs)
+        try:
+            condition_check(op, y[0], row, dtype_name)
+        except AssertionError as error:
+            raise AssertionError(f"row {name}, temperature {temperature}: {error}") from None
+
+
 def _skip_missing(backend, dtype_name):
     if dtype_name not in backend.dtypes:
         pytest.skip(f"{backend.name} has no {dtype_name}")
@@ -63,23 +84,14 @@ def _mark_known_gap(request, backend):
         request.applymarker(pytest.mark.xfail(reason=_mark_known_gap.__doc__, strict=True))
 
 
-@pytest.mark.parametrize("algorithm", softmaxlib.ALGORITHMS)
-@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
-@pytest.mark.parametrize("op", ["log_softmax", "logsumexp"])
+@every_case
 def test_adversarial_rows(request, backend, op, dtype_name, algorithm):
     _skip_missing(backend, dtype_name)
     _mark_known_gap(request, backend)
-    for name, row in adversarial_rows(dtype_name).items():
-        y = _call(backend, op, row[None, :], dtype_name, algorithm=algorithm)
-        try:
-            condition_check(op, y[0], row, dtype_name)
-        except AssertionError as error:
-            raise AssertionError(f"row {name}: {error}") from None
+    _check_rows(backend, op, dtype_name, adversarial_rows(dtype_name), algorithm=algorithm)
 
 
-@pytest.mark.parametrize("algorithm", softmaxlib.ALGORITHMS)
-@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
-@pytest.mark.parametrize("op", ["log_softmax", "logsumexp"])
+@every_case
 def test_adversarial_rows_masked(request, backend, op, dtype_name, algorithm):
     """A dominant logit and a cancellation among masked entries that would swamp them."""
     _skip_missing(backend, dtype_name)
@@ -94,19 +106,10 @@ def test_adversarial_rows_masked(request, backend, op, dtype_name, algorithm):
         condition_check(op, y[r], values[r], dtype_name, where=where[r])
 
 
-@pytest.mark.parametrize("algorithm", softmaxlib.ALGORITHMS)
-@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
-@pytest.mark.parametrize("op", ["log_softmax", "logsumexp"])
+@every_case
 @pytest.mark.parametrize("temperature", [2.0, 0.5])
 def test_adversarial_rows_temperature(backend, op, dtype_name, algorithm, temperature):
     """op(x / T) with T a power of 2: x / T is exact, so the oracle's z is."""
     _skip_missing(backend, dtype_name)
-    for name, row in adversarial_rows(dtype_name).items():
-        if row.size > 64:
-            continue
-        values = row * temperature
-        y = _call(backend, op, values[None, :], dtype_name, algorithm=algorithm, temperature=temperature)
-        try:
-            condition_check(op, y[0], row, dtype_name)
-        except AssertionError as error:
-            raise AssertionError(f"row {name}, T = {temperature}: {error}") from None
+    short = {name: row for name, row in adversarial_rows(dtype_name).items() if row.size <= 64}
+    _check_rows(backend, op, dtype_name, short, algorithm=algorithm, temperature=temperature)
