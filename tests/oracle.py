@@ -284,3 +284,83 @@ def check_topk(values, indices, x, k, axis, where, dtype_name):
         (axis,),
         TOLERANCES[dtype_name],
     )
+
+
+# ---------------------------------------------------------------------------------
+# log_softmax and logsumexp to their condition number (Blanchard, Higham & Higham
+# 2021, "Accurately computing the log-sum-exp and softmax functions"): with u the
+# unit roundoff of the result's dtype, p = softmax(z), ls = log_softmax(z) and z the
+# row (x / temperature, exactly), over the unmasked entries,
+#     |lse_hat - lse|   <= C u (|lse| + sum_j p_j |z_j|) + tiny
+#     |ls_hat_i - ls_i| <= C u (|ls_i| + (1 - p_i) |z_i| + sum_{j != i} p_j |z_j|) + tiny
+# Near 0 this is relative accuracy (logsumexp([0, -40]) = 4.25e-18, not 0), which no
+# oracle in a fixed wider precision gives by shifting alone, hence mpmath.
+
+CONDITION_C = 16
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
+
+
+def exact_log_softmax(z):
+    """The exact (lse, ls, p) of one row z (float64 NumPy, finite entries), by value.
+
+    Returns (values, inverse, lse, ls, p): ``values`` the row's distinct entries
+    (z = values[inverse]), lse an mpmath number, ls and p lists of mpmath numbers,
+    one per distinct value (the adversarial rows repeat few values).
+    """
+    import mpmath
+
+    values, inverse, counts = np.unique(np.asarray(z, dtype=np.float64), return_inverse=True, return_counts=True)
+    with mpmath.workdps(60):
+        vals = [mpmath.mpf(float(v)) for v in values]
+        top = max(vals)
+        # log of the sum as log1p of its terms beside the max's 1: relative accuracy
+        # even where the sum is 1 + e^-700
+        beyond_one = mpmath.fsum(int(c) * mpmath.exp(v - top) for v, c in zip(vals[:-1], counts[:-1]))
+        log_sum = mpmath.log1p(beyond_one + (int(counts[-1]) - 1))
+        lse = top + log_sum
+        ls = [(v - top) - log_sum for v in vals]
+        p = [mpmath.exp(v) for v in ls]
+    return values, inverse.ravel(), counts, lse, ls, p
+
+
+def condition_check(op, y, z, dtype_name, where=None):
+    """Assert log_softmax or logsumexp ``y`` of one row (float64 NumPy: the row's
+    log_softmax, or a scalar logsumexp) meets the bound above against ``z``, the
+    row's exact arguments (x / temperature as a float64 NumPy array; the tests pick
+    temperatures that divide exactly).  Masked entries (``where`` False) are left out
+    and must be -inf in a log_softmax."""
+    import mpmath
+
+    z = np.asarray(z, dtype=np.float64)
+    live = np.ones(z.shape, bool) if where is None else np.asarray(where, bool)
+    values, inverse, counts, lse, ls, p = exact_log_softmax(z[live])
+    u, tiny = UNIT_ROUNDOFF[dtype_name], float(np.finfo(dtype_name).tiny)
+    with mpmath.workdps(60):
+        if op == "logsumexp":
+            spread = mpmath.fsum(int(c) * pk * abs(mpmath.mpf(float(v))) for c, pk, v in zip(counts, p, values))
+            err = abs(mpmath.mpf(float(y)) - lse)
+            bound = CONDITION_C * u * (abs(lse) + spread) + tiny
+            assert err <= bound, (
+                f"logsumexp: got {float(y)!r}, exact {mpmath.nstr(lse, 17)}, "
+                f"error {mpmath.nstr(err, 3)} > bound {mpmath.nstr(bound, 3)}"
+            )
+            return
+        y = np.asarray(y, dtype=np.float64)
+        assert np.all(y[~live] == -np.inf), "log_softmax: masked entries must be -inf"
+        got = y[live]
+        lo = np.full(len(values), np.inf)
+        hi = np.full(len(values), -np.inf)
+        np.minimum.at(lo, inverse, got)
+        np.maximum.at(hi, inverse, got)
+        weighted = [int(c) * pk * abs(mpmath.mpf(float(v))) for c, pk, v in zip(counts, p, values)]
+        for k, v in enumerate(values):
+            av = abs(mpmath.mpf(float(v)))
+            # 1 - p_k and the sum over j != k, each formed without cancellation
+            others = mpmath.fsum(weighted[:k] + weighted[k + 1:]) + (int(counts[k]) - 1) * p[k] * av
+            bound = CONDITION_C * u * (abs(ls[k]) - mpmath.expm1(ls[k]) * av + others) + tiny
+            for g in (lo[k], hi[k]):
+                err = abs(mpmath.mpf(float(g)) - ls[k]) if np.isfinite(g) else mpmath.inf
+                assert err <= bound, (
+                    f"log_softmax: at z = {float(v)!r}: got {float(g)!r}, exact {mpmath.nstr(ls[k], 17)}, "
+                    f"error {mpmath.nstr(err, 3)} > bound {mpmath.nstr(bound, 3)}"
+                )

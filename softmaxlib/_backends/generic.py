@@ -9,7 +9,9 @@ of axes, no copy of ``x``)::
     m = max x;  z = x - m;  e = exp z;  softmax = e / sum e
                             log_softmax = z - log sum e;  logsumexp = m + log sum e
 
-which is three-pass-reload for softmax (exp is stored, then scaled) and three-pass for
+(log sum e as log1p of the terms beside the max's own 1 in rows the max dominates,
+``_log_sum``: there it is near 0 and must keep its relative accuracy), which is
+three-pass-reload for softmax (exp is stored, then scaled) and three-pass for
 the others; in a namespace of whole-array operations the two give the same result.
 "online" and "two-pass" are not this computation (their point is the block structure
 and the extended exponent), so for them ``compute`` returns ``NotImplemented`` and the
@@ -117,12 +119,33 @@ def _ordinary_rows(xp, op, x, axes, where, scale):
             return e
         return e / total
     total = xp.sum(xp.exp(z), axis=axes, keepdims=True)
+    try:
+        dominated = bool(xp.any(total < 2))
+    except (TypeError, RuntimeError, ValueError):
+        dominated = True
+    log_total = _log_sum(xp, z, total, axes) if dominated else xp.log(total)
     if op == "log_softmax":
         if _writable(z):
-            z -= xp.log(total)
+            z -= log_total
             return z
-        return z - xp.log(total)
-    return _reduced(xp, _offset(m, scale) + xp.log(total), axes)
+        return z - log_total
+    return _reduced(xp, _offset(m, scale) + log_total, axes)
+
+
+def _log_sum(xp, z, total, axes):
+    """log total for total = sum exp(z), max z = 0, to its relative accuracy near 0.
+
+    Where the max dominates (total < 2) the max's own term 1 swamps the rest of the
+    rounded total, so there the row is summed again beside its max: log1p of (the
+    entries at the max, less one, plus the other terms) (Blanchard, Higham & Higham
+    2021).  Elsewhere log total >= log 2 and log() of the total is accurate enough.
+    """
+    at_max = z == 0
+    e = xp.exp(z)
+    count = xp.sum(xp.astype(at_max, z.dtype), axis=axes, keepdims=True)
+    beyond = (count - 1) + xp.sum(xp.where(at_max, xp.zeros_like(e), e), axis=axes, keepdims=True)
+    beyond = xp.where(beyond > 0, beyond, xp.zeros_like(beyond))  # an empty row: replaced by the caller
+    return xp.where(total < 2, xp.log1p(beyond), xp.log(total))
 
 
 def _writable(a):
@@ -158,8 +181,9 @@ def _with_special_rows(xp, op, x, axes, where, scale):
     has_posinf = n_posinf > 0
     nan_row = xp.any(nan, axis=axes, keepdims=True)
     nan_value = xp.full_like(m, math.nan)
+    log_total = _log_sum(xp, z, total, axes)
     if op == "logsumexp":
-        result = _offset(m, scale) + xp.log(total)
+        result = _offset(m, scale) + log_total
         result = xp.where(empty, -math.inf, result)
         result = xp.where(has_posinf, math.inf, result)
         return _reduced(xp, xp.where(nan_row, nan_value, result), axes)
@@ -169,7 +193,7 @@ def _with_special_rows(xp, op, x, axes, where, scale):
         result = e / total
         shared, left_out = xp.where(posinf, 1 / count, xp.zeros_like(result)), 0.0
     else:
-        result = z - xp.log(total)
+        result = z - log_total
         shared = xp.where(posinf, -xp.log(count), xp.full_like(result, -math.inf))
         left_out = -math.inf
     result = xp.where(has_posinf, shared, result)

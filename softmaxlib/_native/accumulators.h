@@ -45,11 +45,13 @@ inline ExtAccD merge_ext_tree(const ExtAccD* a, std::size_t n) {
   return merge_ext(merge_ext_tree(a, h), merge_ext_tree(a + h, n - h));
 }
 
-// log d for d = sum exp(x_i - max x) over a row of n entries, held to the
-// exact value's range [0, log n]: the rounded sum can stray a few ulp out of
-// [1, n], and then log_softmax would exceed 0 or logsumexp fall below the max.
-inline double log_sum_in_range(double d, double n) {
-  return std::min(std::max(std::log(d), 0.0), std::log(n));
+// log d = log1p(d - 1) for d = sum exp(x_i - max x) over a row of n entries,
+// from beyond_one = d - 1 (summed beside the max where the max dominates, so
+// that log d near 0 keeps its relative accuracy), held to the exact value's
+// range [0, log n]: the rounded sum can stray a few ulp out of [1, n], and
+// then log_softmax would exceed 0 or logsumexp fall below the max.
+inline double log_sum_in_range(double beyond_one, double n) {
+  return std::min(std::max(std::log1p(beyond_one), 0.0), std::log(n));
 }
 
 struct OnlineAccD { double m, d; };

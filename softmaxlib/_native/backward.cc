@@ -154,13 +154,14 @@ double log_softmax_row(const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
     vexp(e, len);
     unsigned above = 0;  // an integer reduction, which vectorises (a float max would not)
     for (std::size_t i = 0; i < len; ++i) {
-      dx[lo + i] = (g[lo + i] - sg) - (e[i] - S(1)) * sg;
+      dx[lo + i] = g[lo + i] - e[i] * sg;
       above |= unsigned(y[lo + i] > S(-0.5));
     }
     near_zero = near_zero || above != 0;
   }
-  // exp(y) - 1 is exact enough below -1/2 (|expm1| > 0.39); the few entries
-  // above (at most one probability over 0.6) take expm1.
+  // g - p sg has no cancellation in p = exp(y) below y = -1/2; the few
+  // entries above (at most one probability over 0.6) take (g - sg) - expm1(y) sg,
+  // where 1 - p cancels (a confident row's gradient would round to 0).
   if (near_zero)
     for (std::size_t i = 0; i < n; ++i)
       if (y[i] > S(-0.5)) dx[i] = (g[i] - sg) - S(std::expm1(y[i])) * sg;

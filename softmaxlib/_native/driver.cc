@@ -117,7 +117,7 @@ void finish_rows(Op op, const Problem& P, const Kernels<T, typename ComputeType<
         kern.vscaleexpminusmax(row.x + lo, len, S(m), scale, row.y + lo);
       });
     } else {
-      S logd = S(log_sum_in_range(d, std::max(n_valid, 1.0)));
+      S logd = S(log_sum_in_range(d - 1, std::max(n_valid, 1.0)));
       run(nc, [&](std::size_t c) {
         std::size_t lo = c * chunk, len = std::min(chunk, n - lo);
         kern.vlogsoftmaxminusmax(row.x + lo, len, S(m), logd, row.y + lo);

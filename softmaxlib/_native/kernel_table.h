@@ -55,6 +55,9 @@ template <class T, class S> struct Kernels {
   S (*rmax)(const T* x, std::size_t n);
   // sum of exp(x - m)
   S (*raddexpminusmax)(const T* x, std::size_t n, S m);
+  // sum of exp(x - m) over the entries below m; adds the count of entries
+  // equal to m to *count (rows the max dominates: log1p of the rest)
+  S (*raddexpminusmax_beside)(const T* x, std::size_t n, S m, S* count);
   // sum of exp(x - m), storing each exp(x - m) in buf (three-pass-reload)
   S (*raddstoreexpminusmax)(const T* x, std::size_t n, S m, S* buf);
   // y = exp(x - m) * scale (three-pass, online)
@@ -79,7 +82,9 @@ template <class T, class S> struct Kernels {
   bool (*prepare_temperature)(double t, ExpScale<S>* sc);
   // sum of exp((x - m) / T) (times 2^sc->shift, as every exp of the _t kernels)
   S (*raddexpminusmax_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc);
-  // the same, storing each exp((x - m) / T) in buf
+  // the same over the entries below m, adding the count of those equal to m to *count
+  S (*raddexpminusmax_beside_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc, S* count);
+  // the same as raddexpminusmax_t, storing each exp((x - m) / T) in buf
   S (*raddstoreexpminusmax_t)(const T* x, std::size_t n, S m, const ExpScale<S>* sc, S* buf);
   // y = exp((x - m) / T) * scale
   void (*vscaleexpminusmax_t)(const T* x, std::size_t n, S m, S scale, const ExpScale<S>* sc, T* y);
@@ -102,10 +107,12 @@ template <class T, class S> struct Kernels {
 // kernel_names() reads it, so neither can drift from the struct above (a
 // static_assert in kernels.inc checks the count).
 #define SOFTMAXLIB_KERNELS(X)                                                                        \
-  X(rmax, A, T) X(raddexpminusmax, A, T) X(raddstoreexpminusmax, A, T) X(vscaleexpminusmax, A, T)   \
+  X(rmax, A, T) X(raddexpminusmax, A, T) X(raddexpminusmax_beside, A, T)                            \
+  X(raddstoreexpminusmax, A, T) X(vscaleexpminusmax, A, T)                                           \
   X(vscale, A, T) X(vlogsoftmaxminusmax, A, T) X(ronlineexp, A, T) X(raddextexp, A, T)              \
   X(vscaleextexp, A, T) X(vlogsoftmaxextexp, A, T) X(prepare_temperature, A)                         \
-  X(raddexpminusmax_t, A, T) X(raddstoreexpminusmax_t, A, T) X(vscaleexpminusmax_t, A, T)           \
+  X(raddexpminusmax_t, A, T) X(raddexpminusmax_beside_t, A, T)                                       \
+  X(raddstoreexpminusmax_t, A, T) X(vscaleexpminusmax_t, A, T)                                       \
   X(vlogsoftmaxminusmax_t, A, T) X(ronlineexp_t, A, T) X(raddexpminusmax_entropy, A, T)             \
   X(raddextexp_t, A, T) X(vscaleextexp_t, A, T) X(vlogsoftmaxextexp_t, A, T)
 

@@ -67,24 +67,49 @@ struct RowSolver {
 
   std::size_t nchunks(std::size_t n) const { return (n + kChunk_ - 1) / kChunk_; }
 
+  // d - 1 for d = sum exp((x - m)/T) (sc null: T = 1), summed again beside the
+  // max: the entries equal to m, less one, plus the sum of the others. For
+  // rows the max dominates (d < 2), where the max's own 1 swamped the rest of
+  // the rounded d and log d near 0 needs log1p of that rest (one more pass,
+  // for log_softmax and logsumexp only). m: the row's max, in units of x.
+  double beyond_one(const T* x, std::size_t n, double m, const ExpScale<S>* sc, const ChunkRunner& run) const {
+    std::size_t nc = nchunks(n);
+    sums->assign(nc, 0.0);
+    std::vector<double> counts(nc, 0.0);
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      S count = 0;
+      (*sums)[c] = sc ? k.raddexpminusmax_beside_t(at(x, lo, len), len, S(m), sc, &count)
+                      : k.raddexpminusmax_beside(at(x, lo, len), len, S(m), &count);
+      counts[c] = count;
+    });
+    const double rest = merge_sum(sums->data(), nc);
+    return (merge_sum(counts.data(), nc) - 1) + (sc ? std::ldexp(rest, -sc->shift) : rest);
+  }
+
   // Max-based finishing passes given m and d = sum exp(x - m).
   void finish_maxbased(const T* x, std::size_t n, T* y, T* lse, double m, double d, const ChunkRunner& run) const {
+    if (op != kSoftmax) return finish_log(x, n, y, lse, m, d < 2 ? beyond_one(x, n, m, nullptr, run) : d - 1, run);
     std::size_t nc = nchunks(n);
-    const double logd = log_sum_in_range(d, double(n));
+    S scale = S(1.0 / std::max(d, 1.0));
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      k.vscaleexpminusmax(at(x, lo, len), len, S(m), scale, y + lo);
+    });
+  }
+
+  // logsumexp or log_softmax of a row from its max m and d - 1 (beyond_one).
+  void finish_log(const T* x, std::size_t n, T* y, T* lse, double m, double beyond, const ChunkRunner& run) const {
+    const double logd = log_sum_in_range(beyond, double(n));
     if (op == kLogSumExp) {
       *lse = from_double<T>(m + logd);
-    } else if (op == kSoftmax) {
-      S scale = S(1.0 / std::max(d, 1.0));
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vscaleexpminusmax(at(x, lo, len), len, S(m), scale, y + lo);
-      });
-    } else {
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vlogsoftmaxminusmax(at(x, lo, len), len, S(m), S(logd), y + lo);
-      });
+      return;
     }
+    std::size_t nc = nchunks(n);
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      k.vlogsoftmaxminusmax(at(x, lo, len), len, S(m), S(logd), y + lo);
+    });
   }
 
   double row_max(const T* x, std::size_t n, const ChunkRunner& run) const {
@@ -178,6 +203,17 @@ struct RowSolver {
     // stray a few ulp out of it)
     const double m = sc ? acc.m / t : acc.m;
     const double lse_d = std::min(std::max(acc.e * ln2 + std::log(acc.v), m), m + std::log(double(n)));
+    // Rows the max dominates (d = e^(lse - m) < 2): log d is near 0, and
+    // e ln2 + log v holds it to a few ulp of 1, not to its own; they are summed
+    // again beside the max and finished max-based (log1p). Elsewhere
+    // log d >= log 2 and the (v, e) form is accurate to the condition number.
+    if (op != kSoftmax && lse_d - m < 0.75) {
+      const double beyond = beyond_one(x, n, acc.m, sc, run);
+      if (beyond < 1) {
+        if (sc) return finish_log_t(x, n, y, lse, acc.m, beyond, t, *sc, run);
+        return finish_log(x, n, y, lse, acc.m, beyond, run);
+      }
+    }
     if (op == kLogSumExp) {
       *lse = from_double<T>(lse_d);
     } else if (op == kSoftmax) {
@@ -262,22 +298,29 @@ struct RowSolver {
   // d: sum exp((x - m)/T) itself (no shift).
   void finish_maxbased_t(const T* x, std::size_t n, T* y, T* lse, double m, double d, double t,
                          const ExpScale<S>& sc, const ChunkRunner& run) const {
+    if (op != kSoftmax)
+      return finish_log_t(x, n, y, lse, m, d < 2 ? beyond_one(x, n, m, &sc, run) : d - 1, t, sc, run);
     std::size_t nc = nchunks(n);
-    const double logd = log_sum_in_range(d, double(n));
+    S scale = S(std::ldexp(1.0 / std::max(d, 1.0), -sc.shift));  // the kernel's exps carry 2^shift
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      k.vscaleexpminusmax_t(at(x, lo, len), len, S(m), scale, &sc, y + lo);
+    });
+  }
+
+  // finish_log of x / T (m the max of x).
+  void finish_log_t(const T* x, std::size_t n, T* y, T* lse, double m, double beyond, double t,
+                    const ExpScale<S>& sc, const ChunkRunner& run) const {
+    const double logd = log_sum_in_range(beyond, double(n));
     if (op == kLogSumExp) {
       *lse = from_double<T>(m / t + logd);
-    } else if (op == kSoftmax) {
-      S scale = S(std::ldexp(1.0 / std::max(d, 1.0), -sc.shift));  // the kernel's exps carry 2^shift
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vscaleexpminusmax_t(at(x, lo, len), len, S(m), scale, &sc, y + lo);
-      });
-    } else {
-      run(nc, [&](std::size_t c) {
-        std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-        k.vlogsoftmaxminusmax_t(at(x, lo, len), len, S(m), S(logd), sc.inv_t, y + lo);
-      });
+      return;
     }
+    std::size_t nc = nchunks(n);
+    run(nc, [&](std::size_t c) {
+      std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
+      k.vlogsoftmaxminusmax_t(at(x, lo, len), len, S(m), S(logd), sc.inv_t, y + lo);
+    });
   }
 
   // beta = max(1, p(H)) where H > 0.5, else 1; H = log d - S1/d is the exact
@@ -301,9 +344,13 @@ struct RowSolver {
   void scalar_t(const T* x, std::size_t n, T* y, T* lse, double m, double t) const {
     x = whole(x);
     using L = long double;
-    L d = 0;
-    for (std::size_t i = 0; i < n; ++i) d += std::exp((L(to_double(x[i])) - L(m)) / L(t));
-    const L logd = std::min(std::max(std::log(d), L(0)), std::log(L(n)));
+    L d = 0, beyond = -1;  // d - 1 summed beside the max, as in beyond_one
+    for (std::size_t i = 0; i < n; ++i) {
+      const L e = std::exp((L(to_double(x[i])) - L(m)) / L(t));
+      d += e;
+      beyond += to_double(x[i]) == m ? L(1) : e;
+    }
+    const L logd = std::min(std::max(std::log1p(beyond), L(0)), std::log(L(n)));
     if (op == kLogSumExp) { *lse = from_double<T>(double(L(m) / L(t) + logd)); return; }
     for (std::size_t i = 0; i < n; ++i) {
       L z = (L(to_double(x[i])) - L(m)) / L(t);

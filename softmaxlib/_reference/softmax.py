@@ -155,8 +155,9 @@ def _empty_result(xp, op, rows):
 def three_pass(xp, op, x):
     """Pass 1: m = max x.  Pass 2: d = sum exp(x - m).  Pass 3: y = exp(x - m) / d."""
     m = safe_max(xp, x)
-    d = xp.sum(xp.exp(subtract(xp, x, m)), axis=-1, keepdims=True)
-    return _max_based_result(xp, op, x, m, d, None)
+    e = xp.exp(subtract(xp, x, m))
+    d = xp.sum(e, axis=-1, keepdims=True)
+    return _max_based_result(xp, op, x, m, d, _sum_beside_max(xp, x, m, e), None)
 
 
 def three_pass_reload(xp, op, x):
@@ -164,7 +165,7 @@ def three_pass_reload(xp, op, x):
     m = safe_max(xp, x)
     stored = xp.exp(subtract(xp, x, m))
     d = xp.sum(stored, axis=-1, keepdims=True)
-    return _max_based_result(xp, op, x, m, d, stored)
+    return _max_based_result(xp, op, x, m, d, _sum_beside_max(xp, x, m, stored), None if op != "softmax" else stored)
 
 
 def online(xp, op, x):
@@ -174,17 +175,22 @@ def online(xp, op, x):
     merges the pairs with the associative operator, in a pairwise tree; pass 2 writes
     exp(x - m) / d with the merged pair.
     """
-    m, d = online_normaliser(xp, x)
-    return _max_based_result(xp, op, x, m, d, None)
+    m, count, rest = online_normaliser(xp, x)
+    return _max_based_result(xp, op, x, m, count + rest, (count - 1) + rest, None)
 
 
 def online_normaliser(xp, x):
-    """The row's (m, d) (keepdims), merged from per-block pairs in a pairwise tree."""
+    """The row's (m, count, rest) (keepdims), merged from per-block triples in a
+    pairwise tree: m the max, count the entries equal to it, rest the sum of
+    exp(x - m) over the others (d = count + rest)."""
     blocks = _blocks(xp, x, -math.inf)
     m_b = safe_max(xp, blocks)
-    d_b = xp.sum(xp.exp(subtract(xp, blocks, m_b)), axis=-1, keepdims=True)
-    m, d = _tree_reduce(xp, _merge_max_sum, (-math.inf, 0.0), m_b[..., 0], d_b[..., 0])
-    return m[..., None], d[..., None]
+    at_max = blocks == m_b
+    e_b = xp.exp(subtract(xp, blocks, m_b))
+    c_b = xp.sum(xp.astype(at_max, x.dtype), axis=-1)
+    r_b = xp.sum(xp.where(at_max, xp.zeros_like(e_b), e_b), axis=-1)
+    m, c, r = _tree_reduce(xp, _merge_max_count_rest, (-math.inf, 0.0, 0.0), m_b[..., 0], c_b, r_b)
+    return m[..., None], c[..., None], r[..., None]
 
 
 def two_pass(xp, op, x):
@@ -212,19 +218,27 @@ def two_pass(xp, op, x):
     e = xp.where(e == -math.inf, xp.zeros_like(e), e)
     # The rounded v can put a result a few ulp outside its exact range (the max
     # term alone or nearly): each is held to it.
+    if op == "softmax":
+        return xp.minimum((p / v) * _exp2_scale(xp, n, e), xp.ones_like(v))
+    # Rows the max dominates (d = sum e^(x - m) < 2): log d is near 0 and log v + e ln 2
+    # carries an absolute error of a few ulp of 1, not a relative one; there the row is
+    # summed again beside its max and finished max-based, with log1p.  Elsewhere
+    # log d >= log 2 and the (v, e) form is accurate to the condition number.
+    beyond_one = _sum_beside_max(xp, x, m, xp.exp(subtract(xp, x, m)))
+    dominated = beyond_one < 1
+    max_based = _max_based_result(xp, op, x, m, beyond_one + 1, beyond_one, None)
     if op == "logsumexp":
         count = xp.asarray(x.shape[-1], dtype=x.dtype)
         lse = shift + (xp.log(v) + e * LN2)
-        return xp.squeeze(xp.minimum(xp.maximum(lse, m), m + xp.log(count)), axis=-1)
-    if op == "softmax":
-        return xp.minimum((p / v) * _exp2_scale(xp, n, e), xp.ones_like(v))
+        lse = xp.squeeze(xp.minimum(xp.maximum(lse, m), m + xp.log(count)), axis=-1)
+        return xp.where(xp.squeeze(dominated, axis=-1), max_based, lse)
     # log_softmax: t - log v + (n - e) ln 2, with t = z - n ln 2 formed in _exp_parts'
     # way; entries that the clamp left out (z < -2T) have no t: z - log(sum) is exact
     # enough there (|z| > 2T dwarfs the rounding).
     t = _reduce_by(xp, z, xp.where(n == -math.inf, xp.zeros_like(n), n))
     near = (t - xp.log(v)) + (n - e) * LN2
     far = z - (xp.log(v) + e * LN2)
-    return xp.minimum(xp.where(n == -math.inf, far, near), xp.zeros_like(v))
+    return xp.where(dominated, max_based, xp.minimum(xp.where(n == -math.inf, far, near), xp.zeros_like(v)))
 
 
 _ALGORITHMS = {
@@ -363,16 +377,28 @@ def adaptive_beta(xp, shifted):
 # --------------------------------------------------------------------------- shared pieces
 
 
-def _max_based_result(xp, op, x, m, d, stored):
-    """The last pass of the max-based algorithms, from the row's (m, d)."""
+def _max_based_result(xp, op, x, m, d, beyond_one, stored):
+    """The last pass of the max-based algorithms, from the row's m, d = sum exp(x - m)
+    and beyond_one = d - 1 summed without the max's own term (log d = log1p of it)."""
     # d >= 1 exactly (the max's own term); 0 for an all -inf row, replaced later.
     d = xp.where(d < 1, xp.ones_like(d), d)
-    if op == "logsumexp":
-        return xp.squeeze(m + xp.log(d), axis=-1)
-    if op == "log_softmax":
-        return subtract(xp, x, m) - xp.log(d)
+    if op != "softmax":
+        # log1p of the terms beside the max: log d near 0 to its relative accuracy
+        # (logsumexp([0, -40]) = 4.25e-18, not 0; Blanchard, Higham & Higham 2021).
+        log_d = xp.log1p(xp.where(beyond_one > 0, beyond_one, xp.zeros_like(beyond_one)))
+        if op == "logsumexp":
+            return xp.squeeze(m + log_d, axis=-1)
+        return subtract(xp, x, m) - log_d
     exp_shifted = stored if stored is not None else xp.exp(subtract(xp, x, m))
     return exp_shifted / d
+
+
+def _sum_beside_max(xp, x, m, e):
+    """d - 1 for d = sum e, e = exp(x - m): the count of entries equal to the max, less
+    one, plus the sum of the other terms (each entry at the max adds exactly 1)."""
+    at_max = x == m
+    count = xp.sum(xp.astype(at_max, x.dtype), axis=-1, keepdims=True)
+    return (count - 1) + xp.sum(xp.where(at_max, xp.zeros_like(e), e), axis=-1, keepdims=True)
 
 
 def safe_max(xp, x):
@@ -445,15 +471,23 @@ def _merge_extended(xp, v1, e1, v2, e2):
     return v1 * _exp2_scale(xp, e1, e) + v2 * _exp2_scale(xp, e2, e), e
 
 
-def _merge_max_sum(xp, m1, d1, m2, d2):
-    """(m, d) + (m', d') = (M, d e^(m - M) + d' e^(m' - M)): the online normaliser's merge.
+def _merge_max_count_rest(xp, m1, c1, r1, m2, c2, r2):
+    """(m, c, r) + (m', c', r'): the online normaliser's merge, with d = c + r kept as
+    c, the entries at the max (each adds exactly 1), and r, the sum of the others'
+    exp(x - m).  A side whose max is below the merged one moves into r.
 
-    The identity is (-inf, 0); merging two identities gives the identity, not NaN.
+    The identity is (-inf, 0, 0); merging two identities gives the identity, not NaN.
     """
     m = xp.maximum(m1, m2)
     both_empty = m == -math.inf
     m_safe = xp.where(both_empty, xp.zeros_like(m), m)
-    return m, d1 * xp.exp(subtract(xp, m1, m_safe)) + d2 * xp.exp(subtract(xp, m2, m_safe))
+    zero = xp.zeros_like(m)
+    count, rest = zero, zero
+    for mi, ci, ri in ((m1, c1, r1), (m2, c2, r2)):
+        top = mi == m
+        count = count + xp.where(top, ci, zero)
+        rest = rest + xp.where(top, ri, (ci + ri) * xp.exp(subtract(xp, mi, m_safe)))
+    return m, count, rest
 
 
 def _blocks(xp, x, fill):
@@ -467,18 +501,18 @@ def _blocks(xp, x, fill):
     return xp.reshape(x, x.shape[:-1] + (nblocks, BLOCK))
 
 
-def _tree_reduce(xp, merge, identity, a, b):
-    """Reduce the pairs (a, b) along the last axis with ``merge``, pairwise.
+def _tree_reduce(xp, merge, identity, *parts):
+    """Reduce the tuples ``parts`` (arrays of one shape) along the last axis with
+    ``merge``, pairwise.
 
-    ``identity`` is the merge's neutral pair, used to pad an odd number of pairs.
+    ``identity`` is the merge's neutral tuple, used to pad an odd number of tuples.
     """
-    while a.shape[-1] > 1:
-        if a.shape[-1] % 2:
-            shape, dev = a.shape[:-1] + (1,), device_of(a)
-            a = xp.concat([a, xp.full(shape, identity[0], dtype=a.dtype, device=dev)], axis=-1)
-            b = xp.concat([b, xp.full(shape, identity[1], dtype=b.dtype, device=dev)], axis=-1)
-        a, b = merge(xp, a[..., 0::2], b[..., 0::2], a[..., 1::2], b[..., 1::2])
-    return a[..., 0], b[..., 0]
+    while parts[0].shape[-1] > 1:
+        if parts[0].shape[-1] % 2:
+            shape, dev = parts[0].shape[:-1] + (1,), device_of(parts[0])
+            parts = [xp.concat([a, xp.full(shape, i, dtype=a.dtype, device=dev)], axis=-1) for a, i in zip(parts, identity)]
+        parts = merge(xp, *(a[..., 0::2] for a in parts), *(a[..., 1::2] for a in parts))
+    return tuple(a[..., 0] for a in parts)
 
 
 # --------------------------------------------------------------------------- the contract

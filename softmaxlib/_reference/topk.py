@@ -42,7 +42,8 @@ def softmax_topk(xp, x, k, axis, where):
 
     nan = xp.isnan(rows)
     clean = xp.where(valid & ~nan & (rows != math.inf), rows, -math.inf)
-    m, d = softmax.online_normaliser(xp, clean)
+    m, count, rest = softmax.online_normaliser(xp, clean)
+    d = count + rest
 
     # The ranking: a stable descending sort by logit puts the finite and +inf entries
     # first, in the right order; the -inf keys (-inf, NaN and masked entries) come

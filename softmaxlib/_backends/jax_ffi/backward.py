@@ -7,7 +7,8 @@ result applied to ``t`` (forward mode), and ``cotangent(...)`` its transpose
 keeps only what these primitives take: softmax's and log_softmax's output y,
 logsumexp's x and output (and ``where``, an input anyway).
 
-* forward: softmax ``y (t - sum t y)``, log_softmax ``t - sum t exp(y)``,
+* forward: softmax ``y (t - sum t y)``, log_softmax ``t - sum t exp(y)`` (as
+  ``(t - t_k) + sum exp(y) (t_k - t)``, k at the max: no 1 - p_k),
   logsumexp ``sum t exp(x - lse)``: jnp code, fused by XLA;
 * reverse: the native backward kernels (``softmaxlib_backward``, one fused pass
   pair per row, ``_native/backward.h``) on CPU, the same formulas in jnp
@@ -53,7 +54,11 @@ def _formula(op, n_reduced, transposed, saved, lse, where, t):
             s = jnp.sum(tt, axis=red, keepdims=True)
             out = (tt - s) - jnp.expm1(y) * s
         else:
-            out = tt - jnp.sum(tt * jnp.exp(y), axis=red, keepdims=True)
+            # t - sum_j p_j t_j as (t - t_k) + sum_j p_j (t_k - t_j), k an entry at the
+            # max: no 1 - p_k is formed (a confident row's tangent would round to 0).
+            top = y == jnp.max(y, axis=red, keepdims=True)
+            tk = jnp.max(jnp.where(top, tt, -jnp.inf), axis=red, keepdims=True)
+            out = (tt - tk) + jnp.sum(jnp.exp(y) * (tk - tt), axis=red, keepdims=True)
     return out if keep is None else jnp.where(keep, out, 0)
 
 
