@@ -15,7 +15,9 @@ value per row and whose cotangent is one value per row, a jitted row max of x
 plus a jitted ``x * w[:, None]`` (x in; x in, dx out). No implementation can beat
 the floor, so no speed-up can exceed the ceiling.
 
-It also prints, per function, the residuals ``jax.grad`` keeps between the
+The contenders, the floor and the residual count are the benchmark report's
+(``softmaxlib._bench.sections.jax_training``); this script adds more rounds and
+the table below. It also prints, per function, the residuals ``jax.grad`` keeps between the
 forward and the backward pass (``jax.ad_checkpoint.print_saved_residuals``'s
 list: count, elements and bytes), on the benchmark's shape.
 
@@ -35,50 +37,6 @@ import time
 import numpy as np
 
 SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-OPS = ("softmax", "log_softmax", "logsumexp")
-
-
-def residuals(f, *args):
-    """(count, elements, bytes) of what ``jax.grad`` of ``f`` keeps for its backward pass."""
-    from jax._src.ad_checkpoint import saved_residuals  # print_saved_residuals' own list
-
-    avals = [aval for aval, _ in saved_residuals(f, *args)]
-    elements = sum(int(np.prod(a.shape)) for a in avals)
-    nbytes = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in avals)
-    return len(avals), elements, nbytes
-
-
-def contenders(op, x, w):
-    """{name: (loss, timed call)}: ours and jax.nn's grad of the weighted sum, jitted."""
-    import jax
-    import jax.numpy as jnp
-
-    import softmaxlib
-
-    theirs = {"softmax": jax.nn.softmax, "log_softmax": jax.nn.log_softmax, "logsumexp": jax.nn.logsumexp}[op]
-    ours = getattr(softmaxlib, op)
-    out = {}
-    for name, f in (("softmaxlib", ours), ("jax.nn", theirs)):
-        def loss(a, f=f):
-            return jnp.sum(f(a, axis=-1) * w)
-
-        step = jax.jit(jax.grad(loss))
-        out[name] = (loss, lambda step=step: step(x).block_until_ready())
-    return out
-
-
-def floor_calls(op, x, w):
-    """{name: timed call}: the traffic floor's forward and backward (see the docstring)."""
-    import jax
-    import jax.numpy as jnp
-
-    if op == "logsumexp":
-        forward, backward = jax.jit(lambda a: jnp.max(a, axis=-1)), jax.jit(lambda a, b: a * b[:, None])
-        names = ("max(x)", "x * w")
-    else:
-        forward, backward = jax.jit(lambda a: a + 1), jax.jit(lambda a, b: a * b + a)
-        names = ("x + 1", "x * w + x")
-    return {names[0]: lambda: forward(x).block_until_ready(), names[1]: lambda: backward(x, w).block_until_ready()}
 
 
 def interleaved_medians(calls, rounds):
@@ -97,20 +55,15 @@ def interleaved_medians(calls, rounds):
 
 def worker(shape, rounds):
     """Measure every op in this process; return rows of plain data."""
-    import jax.numpy as jnp
+    from softmaxlib._bench.sections import jax_training as t
 
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal(shape).astype(np.float32) * 3)
     rows = []
-    for op in OPS:
-        w_shape = shape[:-1] if op == "logsumexp" else shape
-        w = jnp.asarray(rng.standard_normal(w_shape).astype(np.float32))
-        c = contenders(op, x, w)
-        calls = {name: call for name, (_, call) in c.items()}
-        floor = floor_calls(op, x, w)
-        med = interleaved_medians({**calls, **floor}, rounds)
-        kept = {name: residuals(loss, x) for name, (loss, _) in c.items()}
-        rows.append({"op": op, "medians_s": med, "floor_s": sum(med[name] for name in floor), "residuals": kept})
+    for op in t.OPS:
+        x, w = t.inputs(op, shape)
+        calls = {name: t.training_step(op, name, x, w) for name in (t.OURS_NAME, t.PEER_NAME)}
+        calls[t.FLOOR_NAME] = t.traffic_floor(op, x, w)
+        kept = {name: t.saved_residuals(t.loss_of(op, name, w), x) for name in (t.OURS_NAME, t.PEER_NAME)}
+        rows.append({"op": op, "medians_s": interleaved_medians(calls, rounds), "residuals": kept})
     return rows
 
 
@@ -131,9 +84,7 @@ def report(threads, shape, rounds, rows):
     print(f"{'op':12} {'softmaxlib':>10} {'jax.nn':>8} {'speed-up':>8} {'floor':>7} {'ceiling':>7}   "
           "residuals kept by grad (count/elements/bytes): softmaxlib | jax.nn")
     for r in rows:
-        m = r["medians_s"]
-        ours, theirs = m["softmaxlib"] * 1e3, m["jax.nn"] * 1e3
-        floor = r["floor_s"] * 1e3
+        ours, theirs, floor = (r["medians_s"][name] * 1e3 for name in ("softmaxlib", "jax.nn", "traffic floor"))
         res = r["residuals"]
         kept = " | ".join(f"{c}/{e}/{b}" for c, e, b in (res["softmaxlib"], res["jax.nn"]))
         print(f"{r['op']:12} {ours:10.3f} {theirs:8.3f} {theirs / ours:7.2f}x {floor:7.3f} "
