@@ -144,3 +144,39 @@ def test_debug_nans_and_infs_where_the_result_is_finite(op):
                 with jax.disable_jit(dj):
                     f(x, **kw)
                     jax.grad(lambda a, kw=kw: jnp.sum(f(a, **kw)))(x)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("kind", ["scalar", "per_row"])
+@pytest.mark.parametrize("op", OPS)
+def test_residuals_with_a_temperature(op, kind, masked, capsys):
+    # As without one, plus the per-row temperatures; z (x-sized) only when the
+    # temperatures are differentiated too.
+    x, _, where = _data((64, 1000))
+    x = jnp.asarray(x)
+    m = jnp.asarray(where) if masked else None
+    rows = jnp.linspace(0.5, 2.0, x.shape[0], dtype=jnp.float32)
+    t = 2.0 if kind == "scalar" else rows
+    f = getattr(softmaxlib, op)
+    mine, text = _residual_elements(lambda a: jnp.sum(f(a, axis=-1, where=m, temperature=t)), x, capsys)
+    expect = (x.size + (x.shape[0] if op == "logsumexp" else 0) + (x.size if masked else 0)
+              + (x.shape[0] if kind == "per_row" else 0))
+    assert mine <= expect, text
+    if kind == "per_row":
+        from jax._src.ad_checkpoint import saved_residuals
+
+        both = saved_residuals(lambda a, r: jnp.sum(f(a, axis=-1, where=m, temperature=r)), x, rows)
+        assert sum(math.prod(a.shape) for a, _ in both) <= expect + x.size, both
+
+
+@pytest.mark.parametrize("kind", ["scalar", "per_row"])
+@pytest.mark.parametrize("op", OPS)
+def test_temperature_gradients_match_the_oracle(op, kind):
+    # d/dx of sum(w * op(x / T)) = (the T = 1 gradient at z = x / T) / T
+    x, w, _ = _data((6, 50), seed=3)
+    t = np.float32(1.7) if kind == "scalar" else np.linspace(0.5, 3.0, 6).astype(np.float32)
+    tt = t if kind == "scalar" else t[:, None]
+    exact = _exact_grad(op, (x.astype(np.float64) / tt.astype(np.float64)), w) / tt
+    loss = _loss(op, jnp.asarray(w, jnp.float32), temperature=float(t) if kind == "scalar" else jnp.asarray(t))
+    g = jax.jit(jax.grad(loss))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(g), exact, rtol=2e-5, atol=2e-6)

@@ -200,7 +200,9 @@ void backward_rows(Op op, const Walk& W, const char* const base[kOperands], cons
       }
       const bool want_zdz = dtemperature != nullptr;
       double zdz = 0;
-      if (live == 0) {
+      if (live == 0 || inv_t == S(0)) {
+        // (T = inf: z = x / T does not move with x, and -inf / inf must not
+        // become the NaN the kernels' x * (1 / T) would give)
         std::fill(dx, dx + n, S(0));
       } else {
         zdz = solve_row(kernels, op, in, dx, inv_t, want_zdz);
