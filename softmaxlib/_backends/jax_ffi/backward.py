@@ -134,14 +134,9 @@ def _primitive():
 
         def native_call(*a):
             saved, lse, where, rows, g = _split(op, masked, mode, a)
-            batch = saved.shape[: saved.ndim - n_reduced]
             operands = ((saved, g) + ((lse,) if op == "logsumexp" else ()) + ((where,) if masked else ())
                         + ((rows,) if mode == 2 else ()))
-            dt_type = jnp.float64 if saved.dtype == jnp.float64 else jnp.float32
-            dx, _ = jax.ffi.ffi_call(
-                _TARGET, (jax.ShapeDtypeStruct(saved.shape, saved.dtype), jax.ShapeDtypeStruct(batch, dt_type)))(
-                *operands, op=np.int32(native.OPS[op]), n_reduced=np.int32(n_reduced), masked=np.int32(masked),
-                mode=np.int32(mode), temperature=np.float64(value))
+            dx, _ = _kernel_call().bind(*operands, op=op, n_reduced=n_reduced, masked=masked, mode=mode, value=value)
             if op == "logsumexp" and mode != 0:
                 dx = jnp.where(saved == jnp.inf, jnp.zeros((), dx.dtype), dx)  # (see the docstring)
             return dx
@@ -187,4 +182,38 @@ def _primitive():
     primitives.register(prim, abstract, lower, generic)
     ad.primitive_jvps[prim] = jvp
     ad.primitive_transposes[prim] = transpose
+    return prim
+
+
+@functools.cache
+def _kernel_call():
+    """The backward custom call as a primitive of its own (results dx and each row's
+    dL/dT), so that its lowering can say how it shards, as the forward's does
+    (``primitives.lower_ffi``): the leading axes are batch axes (batch
+    partitionable: a batch-sharded input stays shard-local, no all-gather), with the
+    Shardy rule in which the reduced axes need replication. Operands: saved, g[,
+    lse][, where][, rows], in the handler's order; only ever bound inside the
+    derivative primitive's CPU lowering, so it lowers for CPU only."""
+    import jax
+    import jax.numpy as jnp
+    from jax.extend.core import Primitive
+    from jax.interpreters import mlir
+
+    prim = Primitive("softmaxlib_backward_ffi")
+    prim.multiple_results = True
+
+    def abstract(saved, *rest, op, n_reduced, masked, mode, value):
+        dt_type = jnp.float64 if saved.dtype == jnp.float64 else jnp.float32
+        batch = saved.shape[: saved.ndim - n_reduced]
+        return (jax.core.ShapedArray(saved.shape, saved.dtype), jax.core.ShapedArray(batch, dt_type))
+
+    def lower(ctx, *args, op, n_reduced, masked, mode, value):
+        num_batch = ctx.avals_in[0].ndim - n_reduced
+        attrs = {"op": np.int32(native.OPS[op]), "n_reduced": np.int32(n_reduced), "masked": np.int32(masked),
+                 "mode": np.int32(mode), "temperature": np.float64(value)}
+        rule = primitives.sdy_rule(ctx, num_batch, n_reduced)
+        return primitives.lower_ffi(ctx, args, _TARGET, num_batch, rule, attrs)
+
+    prim.def_abstract_eval(abstract)
+    mlir.register_lowering(prim, lower, platform="cpu")
     return prim
