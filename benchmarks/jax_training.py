@@ -32,25 +32,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-import numpy as np
+from crossover import interleaved_medians  # (this script's folder is on sys.path)
 
-SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
-
-def interleaved_medians(calls, rounds):
-    """{name: median seconds}: every call once per round, in turn, after two warm-up calls."""
-    for fn in calls.values():
-        fn()
-        fn()
-    times = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: float(np.median(ts)) for name, ts in times.items()}
+from softmaxlib._bench.sections.jax_section import SINGLE_THREAD_XLA_FLAGS
 
 
 def worker(shape, rounds):
