@@ -144,3 +144,98 @@ def test_debug_nans_and_infs_where_the_result_is_finite(op):
                 with jax.disable_jit(dj):
                     f(x, **kw)
                     jax.grad(lambda a, kw=kw: jnp.sum(f(a, **kw)))(x)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("kind", ["scalar", "per_row"])
+@pytest.mark.parametrize("op", OPS)
+def test_residuals_with_a_temperature(op, kind, masked, capsys):
+    # As without one, plus the per-row temperatures; z (x-sized) only when the
+    # temperatures are differentiated too.
+    x, _, where = _data((64, 1000))
+    x = jnp.asarray(x)
+    m = jnp.asarray(where) if masked else None
+    rows = jnp.linspace(0.5, 2.0, x.shape[0], dtype=jnp.float32)
+    t = 2.0 if kind == "scalar" else rows
+    f = getattr(softmaxlib, op)
+    mine, text = _residual_elements(lambda a: jnp.sum(f(a, axis=-1, where=m, temperature=t)), x, capsys)
+    expect = (x.size + (x.shape[0] if op == "logsumexp" else 0) + (x.size if masked else 0)
+              + (x.shape[0] if kind == "per_row" else 0))
+    assert mine <= expect, text
+    if kind == "per_row":
+        from jax._src.ad_checkpoint import saved_residuals
+
+        both = saved_residuals(lambda a, r: jnp.sum(f(a, axis=-1, where=m, temperature=r)), x, rows)
+        assert sum(math.prod(a.shape) for a, _ in both) <= expect + x.size, both
+
+
+@pytest.mark.parametrize("kind", ["scalar", "per_row"])
+@pytest.mark.parametrize("op", OPS)
+def test_temperature_gradients_match_the_oracle(op, kind):
+    # d/dx of sum(w * op(x / T)) = (the T = 1 gradient at z = x / T) / T
+    x, w, _ = _data((6, 50), seed=3)
+    t = np.float32(1.7) if kind == "scalar" else np.linspace(0.5, 3.0, 6).astype(np.float32)
+    tt = t if kind == "scalar" else t[:, None]
+    exact = _exact_grad(op, (x.astype(np.float64) / tt.astype(np.float64)), w) / tt
+    loss = _loss(op, jnp.asarray(w, jnp.float32), temperature=float(t) if kind == "scalar" else jnp.asarray(t))
+    g = jax.jit(jax.grad(loss))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(g), exact, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_vmap_of_grad_and_grad_of_vmap(op):
+    # vmap adds a leading batch axis to the backward's custom call (the batching rule)
+    x, w, where = _data((3, 5, 40), seed=4)
+    loss = _loss(op, jnp.asarray(w[0], jnp.float32))
+    exact = np.stack([_exact_grad(op, x[i], w[0]) for i in range(3)])
+    per_batch = jax.jit(jax.vmap(jax.grad(loss)))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(per_batch), exact, rtol=2e-5, atol=2e-6)
+    summed = jax.jit(jax.grad(lambda a: jnp.sum(jax.vmap(loss)(a))))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(summed), exact, rtol=2e-5, atol=2e-6)
+    m = jnp.asarray(where)  # a batched mask too
+    masked = jax.vmap(lambda a, k: jax.grad(_loss(op, jnp.asarray(w[0], jnp.float32), where=k))(a))(jnp.asarray(x), m)
+    exact_m = np.stack([_exact_grad(op, x[i], w[0], where[i]) for i in range(3)])
+    np.testing.assert_allclose(np.asarray(masked), exact_m, rtol=2e-5, atol=2e-6)
+
+
+_SHARDED_GRAD_SCRIPT = """
+import json, os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import softmaxlib
+
+mesh = jax.make_mesh((2,), ("a",))
+rng = np.random.default_rng(0)
+x = (rng.normal(size=(8, 64)) * 3).astype(np.float32)
+w = rng.normal(size=(8, 64)).astype(np.float32)
+keep = rng.random((8, 64)) < 0.7
+rows = np.linspace(0.5, 2.0, 8).astype(np.float32)
+xs = jax.device_put(x, NamedSharding(mesh, P("a")))
+out = {}
+for op in ("softmax", "log_softmax", "logsumexp"):
+    f = getattr(softmaxlib, op)
+    for name, kw in (("plain", {}), ("where", {"where": keep}), ("scalar", {"temperature": 0.7}),
+                     ("rows", {"temperature": rows})):
+        def loss(a, f=f, kw=kw, op=op):
+            y = f(a, axis=-1, **kw)
+            if op == "logsumexp":
+                return jnp.sum(y * w[:, 0])
+            return jnp.sum(jnp.where(keep, y, 0) * w) if "where" in kw else jnp.sum(y * w)
+        g = jax.jit(jax.grad(loss))
+        hlo = g.lower(xs).compile().as_text()
+        expect = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(x)))  # one device
+        got = np.asarray(g(xs))
+        out[f"{op}-{name}"] = {"all_gather": "all-gather" in hlo, "custom_call": "softmaxlib_backward" in hlo,
+                               "ok": bool(np.allclose(got, expect, rtol=1e-6, atol=1e-7))}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # ~9 s: a fresh JAX with two host devices and a dozen compilations
+def test_sharded_grad_stays_shard_local_in_subprocess():
+    # a batch-sharded x: the backward's custom call runs on each shard (batch
+    # partitionable, as the forward's), no all-gather, the same gradient as on one device
+    from tests.test_jax_ffi import check_sharding_script
+
+    check_sharding_script(_SHARDED_GRAD_SCRIPT)

@@ -26,7 +26,7 @@ from tests.test_jax_ffi import check_sharding_script  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not jax_ffi.available(), reason="built without the XLA FFI headers"),
-    # lax.platform_dependent traces the reference branch too, so it must take temperature=
+    # the primitive lowers to the reference on other platforms, with temperature=
     pytest.mark.skipif("temperature" not in inspect.signature(_reference.compute).parameters,
                        reason="the reference has no temperature= yet (issue 8, _reference.py)"),
 ]

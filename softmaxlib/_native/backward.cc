@@ -2,9 +2,8 @@
 // operands with their own strides, each row handed to a fused pass pair.
 // Rows that are one contiguous run in every operand (float32, float64, no
 // mask) are used in place; the others are gathered into thread-local
-// buffers in the compute type and dx scattered back. The loops are plain
-// C++ with several independent accumulators, which the compiler vectorises;
-// the exp is the kernels' vector exp of the running ISA.
+// buffers in the compute type and dx scattered back. The loops over a row are
+// the vector kernels of the running ISA (backward.inc, through the kernel table).
 #include "backward.h"
 
 #include <algorithm>
@@ -76,39 +75,10 @@ void for_each_offset(const std::vector<std::ptrdiff_t>& shape, const std::vector
   }
 }
 
-// sum f(i) in blocks of independent S lanes merged in double (the lanes
-// vectorise; the blocks keep each lane's sum short).
-template <class S, class F>
-double blocked_sum(std::size_t n, F&& f) {
-  constexpr std::size_t kLanes = 16, kBlock = 1024;
-  double total = 0;
-  for (std::size_t lo = 0; lo < n; lo += kBlock) {
-    const std::size_t len = std::min(kBlock, n - lo);
-    S acc[kLanes] = {};
-    std::size_t i = 0;
-    for (; i + kLanes <= len; i += kLanes)
-      for (std::size_t j = 0; j < kLanes; ++j) acc[j] += f(lo + i + j);
-    double s = 0;
-    for (; i < len; ++i) s += double(f(lo + i));
-    for (std::size_t j = 0; j < kLanes; ++j) s += double(acc[j]);
-    total += s;
-  }
-  return total;
-}
-
-template <class S>
-double dot(const S* __restrict a, const S* __restrict b, std::size_t n) {
-  return blocked_sum<S>(n, [&](std::size_t i) { return a[i] * b[i]; });
-}
-
-template <class S>
-double sum(const S* __restrict a, std::size_t n) {
-  return blocked_sum<S>(n, [&](std::size_t i) { return a[i]; });
-}
-
-template <class S> void vexp(S* v, std::size_t n);
-template <> void vexp<float>(float* v, std::size_t n) { current_table()->exp_f32(v, n, v); }
-template <> void vexp<double>(double* v, std::size_t n) { current_table()->exp_f64(v, n, v); }
+// The vector kernels of the running ISA (backward.inc) for the compute type S.
+template <class S> const BackwardKernels<S>& vector_kernels();
+template <> const BackwardKernels<float>& vector_kernels<float>() { return current_table()->backward_f32; }
+template <> const BackwardKernels<double>& vector_kernels<double>() { return current_table()->backward_f64; }
 
 // One row, contiguous, in the compute type S. keep: null, or a flag per entry.
 template <class S>
@@ -121,118 +91,43 @@ struct RowIn {
   std::size_t n;
 };
 
-// Writes dz into dx and returns sum(z * dz) when want_zdz (else 0).
+// Writes dz into dx and returns sum(z * dz) when want_zdz (else 0). Each op
+// reads its row twice (a sum, then the map writing dx); the rows are walked
+// one at a time, so the second read finds a row that fits in L2 still there.
 template <class S>
-double softmax_row(const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
+double softmax_row(const BackwardKernels<S>& k, const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
   const std::size_t n = r.n;
   const S* __restrict y = r.saved;
-  const S* __restrict g = r.g;
-  const S s = S(dot(g, y, n));
-  for (std::size_t i = 0; i < n; ++i) dx[i] = y[i] * (g[i] - s);
+  k.vsoftmaxgrad(y, r.g, n, S(k.rdot(r.g, y, n)), dx);
   if (!want_zdz) return 0;
+  // z = log(y) up to a per-row constant, which sum dz = 0 cancels; a scalar
+  // loop (a vector log is not worth it for the temperature's gradient alone)
   double zdz = 0;
   for (std::size_t i = 0; i < n; ++i)
     if (y[i] > 0) zdz += std::log(double(y[i])) * double(dx[i]);
   return zdz;
 }
 
-// The exps go through a block buffer that stays in L1, so that each pass
-// pair reads the row twice and writes dx once.
-constexpr std::size_t kExpBlock = 512;
-
 template <class S>
-double log_softmax_row(const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
-  const std::size_t n = r.n;
-  const S* __restrict y = r.saved;
-  const S* __restrict g = r.g;
-  const S sg = S(sum(g, n));
-  alignas(64) S e[kExpBlock];
-  bool near_zero = false;
-  for (std::size_t lo = 0; lo < n; lo += kExpBlock) {
-    const std::size_t len = std::min(kExpBlock, n - lo);
-    std::copy(y + lo, y + lo + len, e);
-    vexp(e, len);
-    unsigned above = 0;  // an integer reduction, which vectorises (a float max would not)
-    for (std::size_t i = 0; i < len; ++i) {
-      dx[lo + i] = g[lo + i] - e[i] * sg;
-      above |= unsigned(y[lo + i] > S(-0.5));
-    }
-    near_zero = near_zero || above != 0;
-  }
-  // g - p sg has no cancellation in p = exp(y) below y = -1/2; the few
-  // entries above (at most one probability over 0.6) take (g - sg) - expm1(y) sg,
-  // where 1 - p cancels (a confident row's gradient would round to 0).
-  if (near_zero)
-    for (std::size_t i = 0; i < n; ++i)
-      if (y[i] > S(-0.5)) dx[i] = (g[i] - sg) - S(std::expm1(y[i])) * sg;
-  if (!want_zdz) return 0;
-  double zdz = 0;
-  const S ninf = -std::numeric_limits<S>::infinity();
-  for (std::size_t i = 0; i < n; ++i)
-    if (y[i] > ninf) zdz += double(y[i]) * double(dx[i]);
-  return zdz;
+double log_softmax_row(const BackwardKernels<S>& k, const RowIn<S>& r, S* __restrict dx, bool want_zdz) {
+  k.vlogsoftmaxgrad(r.saved, r.g, r.n, S(k.rsum(r.g, r.n)), dx);
+  return want_zdz ? k.rdotfinite(r.saved, dx, r.n) : 0;  // z = y up to a constant, as above
 }
 
 template <class S>
-double logsumexp_row(const RowIn<S>& r, S* __restrict dx, S inv_t, bool want_zdz) {
-  const std::size_t n = r.n;
-  const S* __restrict x = r.saved;
-  const S l = S(r.lse), g = S(r.g_row);
-  alignas(64) S e[kExpBlock];
-  for (std::size_t lo = 0; lo < n; lo += kExpBlock) {
-    const std::size_t len = std::min(kExpBlock, n - lo);
-    for (std::size_t i = 0; i < len; ++i) e[i] = x[lo + i] * inv_t - l;
-    vexp(e, len);
-    for (std::size_t i = 0; i < len; ++i) dx[lo + i] = g * e[i];
-  }
-  if (!want_zdz) return 0;
-  double zdz = 0;
-  const S ninf = -std::numeric_limits<S>::infinity();
-  for (std::size_t i = 0; i < n; ++i)
-    if (x[i] > ninf) zdz += double(x[i]) * double(inv_t) * double(dx[i]);
-  return zdz;
+double logsumexp_row(const BackwardKernels<S>& k, const RowIn<S>& r, S* __restrict dx, S inv_t, bool want_zdz) {
+  k.vlogsumexpgrad(r.saved, r.n, inv_t, S(r.lse), S(r.g_row), dx);
+  return want_zdz ? double(inv_t) * k.rdotfinite(r.saved, dx, r.n) : 0;
 }
 
-// One row of any op, compiled for each ISA: the row functions above are
-// inlined into a copy per target (flatten), and the walk picks the copy of the
-// ISA the forward kernels run (current_table()), so the loops use its vectors.
 template <class S>
-inline double solve_row(Op op, const RowIn<S>& in, S* dx, S inv_t, bool want_zdz) {
+double solve_row(const BackwardKernels<S>& k, Op op, const RowIn<S>& in, S* dx, S inv_t, bool want_zdz) {
   switch (op) {
-    case kSoftmax: return softmax_row(in, dx, want_zdz);
-    case kLogSoftmax: return log_softmax_row(in, dx, want_zdz);
-    case kLogSumExp: return logsumexp_row(in, dx, inv_t, want_zdz);
+    case kSoftmax: return softmax_row(k, in, dx, want_zdz);
+    case kLogSoftmax: return log_softmax_row(k, in, dx, want_zdz);
+    case kLogSumExp: return logsumexp_row(k, in, dx, inv_t, want_zdz);
   }
   return 0;
-}
-
-template <class S>
-using RowFn = double (*)(Op, const RowIn<S>&, S*, S, bool);
-
-template <class S>
-__attribute__((flatten)) double solve_row_baseline(Op op, const RowIn<S>& in, S* dx, S inv_t, bool z) {
-  return solve_row(op, in, dx, inv_t, z);
-}
-#if defined(SOFTMAXLIB_X86)
-template <class S>
-__attribute__((flatten, target("avx2,fma"))) double solve_row_avx2(Op op, const RowIn<S>& in, S* dx, S inv_t, bool z) {
-  return solve_row(op, in, dx, inv_t, z);
-}
-template <class S>
-__attribute__((flatten, target("avx512f,avx2,fma"))) double solve_row_avx512f(Op op, const RowIn<S>& in, S* dx, S inv_t,
-                                                                              bool z) {
-  return solve_row(op, in, dx, inv_t, z);
-}
-#endif
-
-template <class S>
-RowFn<S> row_solver_for_isa() {
-#if defined(SOFTMAXLIB_X86)
-  const std::string isa = current_table()->isa;
-  if (isa == "avx512f") return &solve_row_avx512f<S>;
-  if (isa == "avx2") return &solve_row_avx2<S>;
-#endif
-  return &solve_row_baseline<S>;
 }
 
 template <class T> struct Compute { using type = float; };
@@ -247,7 +142,7 @@ void backward_rows(Op op, const Walk& W, const char* const base[kOperands], cons
   const std::ptrdiff_t item = sizeof(T);
   const bool has_mask = base[kMask] != nullptr;
   const bool row_grad = op == kLogSumExp;
-  const RowFn<S> solve = row_solver_for_isa<S>();
+  const BackwardKernels<S>& kernels = vector_kernels<S>();
   bool contiguous = kInPlace && !has_mask;
   if (contiguous && !W.red_shape.empty()) {
     const Strides& s = W.red[0];
@@ -305,10 +200,12 @@ void backward_rows(Op op, const Walk& W, const char* const base[kOperands], cons
       }
       const bool want_zdz = dtemperature != nullptr;
       double zdz = 0;
-      if (live == 0) {
+      if (live == 0 || inv_t == S(0)) {
+        // (T = inf: z = x / T does not move with x, and -inf / inf must not
+        // become the NaN the kernels' x * (1 / T) would give)
         std::fill(dx, dx + n, S(0));
       } else {
-        zdz = solve(op, in, dx, inv_t, want_zdz);
+        zdz = solve_row(kernels, op, in, dx, inv_t, want_zdz);
         if (inv_t != S(1))
           for (std::size_t i = 0; i < n; ++i) dx[i] *= inv_t;
         if (in.keep)

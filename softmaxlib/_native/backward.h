@@ -26,7 +26,8 @@
 //     logsumexp gives NaN on +inf entries (exp(inf - inf)), 0 elsewhere;
 //   - an all -inf unmasked row: softmax and log_softmax NaN (y is NaN);
 //     logsumexp NaN (exp(-inf - -inf)): the derivative is undefined there;
-//   - a fully masked row: dx = 0 everywhere, dL/dT = 0.
+//   - a fully masked row: dx = 0 everywhere, dL/dT = 0;
+//   - T = inf: dx = 0 everywhere, dL/dT = 0 (z = x / T does not move).
 #pragma once
 
 #include <cstddef>

@@ -116,6 +116,17 @@ template <class T, class S> struct Kernels {
   X(vlogsoftmaxminusmax_t, A, T) X(ronlineexp_t, A, T) X(raddexpminusmax_entropy, A, T)             \
   X(raddextexp_t, A, T) X(vscaleextexp_t, A, T) X(vlogsoftmaxextexp_t, A, T)
 
+// The backward kernels' vector parts (backward.inc) for the compute type S:
+// each takes one contiguous piece of a row; the sums come back in double.
+template <class S> struct BackwardKernels {
+  double (*rsum)(const S* a, std::size_t n);                    // sum a
+  double (*rdot)(const S* a, const S* b, std::size_t n);        // sum a b
+  double (*rdotfinite)(const S* a, const S* b, std::size_t n);  // sum a b over a > -inf
+  void (*vsoftmaxgrad)(const S* y, const S* g, std::size_t n, S s, S* dx);    // y (g - s)
+  void (*vlogsoftmaxgrad)(const S* y, const S* g, std::size_t n, S sg, S* dx);  // (g - sg) - expm1(y) sg
+  void (*vlogsumexpgrad)(const S* x, std::size_t n, S inv_t, S lse, S g, S* dx);  // g exp(x inv_t - lse)
+};
+
 struct KernelTable {
   const char* isa;
   // Rows are cut into chunks of this many elements (a multiple of every
@@ -137,6 +148,11 @@ struct KernelTable {
   // (returns the shift of ExpScale, -1 for T outside the window)
   int (*exp_t_f32)(const float* d, std::size_t n, double t, float* y);
   int (*exp_t_f64)(const double* d, std::size_t n, double t, double* y);
+  BackwardKernels<float> backward_f32;
+  BackwardKernels<double> backward_f64;
+  // test-only: the backward's vector expm1
+  void (*expm1_f32)(const float* x, std::size_t n, float* y);
+  void (*expm1_f64)(const double* x, std::size_t n, double* y);
 };
 
 // Above this |row max| the two-pass range reduction is no longer exact enough

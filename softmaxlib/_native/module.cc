@@ -422,6 +422,12 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("_exp_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
     return apply_exp<double>(x, current_table()->exp_f64);
   });
+  m.def("_expm1_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    return apply_exp<float>(x, current_table()->expm1_f32);
+  }, "test-only: the backward kernels' vector expm1");
+  m.def("_expm1_f64", [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+    return apply_exp<double>(x, current_table()->expm1_f64);
+  });
   m.def("_exp_t_f32", [](py::array_t<float, py::array::c_style | py::array::forcecast> d, double t) {
     return apply_exp_t<float>(d, t, current_table()->exp_t_f32);
   }, "test-only: (e^(d/T) 2^shift, shift) from the temperature kernels' exp, d <= 0 (None: T outside their window)");

@@ -44,6 +44,7 @@ struct F32 {
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static M lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
   static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+  static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   // 2^n for integer-valued n in [-127, 127] (n = -127 gives +0).
   static V pow2(V n) {
     // XNNPACK's trick: n + (1.5*2^23 + 127) holds n + 127 in its low mantissa
@@ -73,6 +74,7 @@ struct F64 {
   static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static M lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
+  static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
   // 2^n for integer-valued n in [-1023, 1023] (n = -1023 gives +0).
   static V pow2(V n) {
     const V magic_bias = set1(0x1.80000000003FFp52);  // 1.5*2^52 + 1023, as for float

@@ -39,6 +39,7 @@ struct F32 {
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static M lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   static V select(M m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }
+  static bool any(M m) { return m != 0; }
   static V pow2(V n) { return _mm512_scalef_ps(set1(1.0f), n); }
   static V scalef(V v, V n) { return _mm512_scalef_ps(v, n); }
 };
@@ -59,6 +60,7 @@ struct F64 {
   static V max(V a, V b) { return _mm512_max_pd(a, b); }
   static M lt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
   static V select(M m, V a, V b) { return _mm512_mask_blend_pd(m, b, a); }
+  static bool any(M m) { return m != 0; }
   static V pow2(V n) { return _mm512_scalef_pd(set1(1.0), n); }
   static V scalef(V v, V n) { return _mm512_scalef_pd(v, n); }
 };

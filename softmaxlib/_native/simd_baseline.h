@@ -27,6 +27,7 @@ struct F32 {
   static V max(V a, V b) { return a > b ? a : b; }
   static M lt(V a, V b) { return a < b; }
   static V select(M m, V a, V b) { return m ? a : b; }
+  static bool any(M m) { return m; }
   static V pow2(V n) {
     // As the SIMD units: n + 1.5*2^23 leaves n in the low bits (no float ->
     // int conversion, so no undefined behaviour for a NaN or inf n).
@@ -55,6 +56,7 @@ struct F64 {
   static V max(V a, V b) { return a > b ? a : b; }
   static M lt(V a, V b) { return a < b; }
   static V select(M m, V a, V b) { return m ? a : b; }
+  static bool any(M m) { return m; }
   static V pow2(V n) {
     double z = n + 0x1.8p52, magic = 0x1.8p52;
     std::uint64_t zb, mb;

@@ -13,9 +13,9 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
   y (logsumexp: x and y); the rules are differentiable again (second order);
 * ``vmap`` adds leading batch axes (``vmap_method="broadcast_all"``);
 * each primitive lowers to its custom call on CPU and to the generic fast path
-  (``softmaxlib._backends.generic``, the reference for what it leaves) elsewhere, also under a ``jit`` that does not know its device yet (without a
-  temperature there is no ``lax.platform_dependent`` switch, whose other branch's
-  intermediates would be saved for the derivative; with one there still is);
+  (``softmaxlib._backends.generic``, the reference for what it leaves) elsewhere, also under a ``jit`` that does not know its device yet (there is no
+  ``lax.platform_dependent`` switch, whose other branch's intermediates would be
+  saved for the derivative);
 * the targets are registered as batch partitionable: with several CPU devices an
   input sharded over batch axes runs shard-locally; one whose type shows a
   reduced axis sharded (an explicit sharding) runs per shard under ``shard_map``
@@ -25,7 +25,8 @@ xla_ffi.cc, thin shells over the same driver as the NumPy path) through
 With a temperature (op(x / T)) the ``softmaxlib_compute_t`` target runs instead: one
 temperature is an attribute, one per row an operand of the batch shape, the adaptive
 one a mode; its ``custom_jvp`` differentiates through x, the per-row temperatures and
-the adaptive beta (``_with_jvp_t``). Inputs sharded along a reduced axis are gathered
+the adaptive beta (``_with_jvp_t``), through the same derivative primitive (its
+transpose the native backward kernel with the temperature, dx = dz / T). Inputs sharded along a reduced axis are gathered
 by XLA before it (no per-shard accumulators for a temperature).
 
 The softmax family (fused softmax + top-k, StableMax) takes the same scheme

@@ -120,9 +120,10 @@ def sdy_rule(ctx, num_batch, n_reduced):
     batch = [f"b{i}" for i in range(num_batch)]
     red = [f"r{i}" for i in range(n_reduced)]
     full = " ".join(batch + red)
-    # x and where carry every factor; per-row temperatures (batch rank) only the batch ones
+    # x and where carry every factor; per-row temperatures, logsumexp's lse and g, and
+    # the backward's dL/dT (batch rank) only the batch ones
     lhs = ", ".join(" ".join(batch) if a.ndim == num_batch else full for a in ctx.avals_in)
-    rhs = " ".join(batch) if ctx.avals_out[0].ndim == num_batch else full
+    rhs = ", ".join(" ".join(batch) if a.ndim == num_batch else full for a in ctx.avals_out)
     rule = str_to_sdy_sharding_rule(f"{lhs} -> {rhs}", need_replication_factors=tuple(red))
     types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_in]
     out_types = [mlir.aval_to_ir_type(ctx.module_context, a) for a in ctx.avals_out]

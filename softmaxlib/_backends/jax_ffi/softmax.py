@@ -153,21 +153,14 @@ def call(op, alg, n_reduced, x, where):
 
 
 def _compute_t(op, algorithm, x, axes, where, temperature):
-    """op(x / T) through the ``softmaxlib_compute_t`` custom call (see ``compute``)."""
-    import jax
+    """op(x / T) through the ``softmaxlib_compute_t`` custom call (see ``compute``).
 
+    As without a temperature, the primitives choose the custom call on CPU and the
+    reference elsewhere themselves: no platform switch, whose other branch's
+    intermediates would become residuals of the derivative.
+    """
     mode, value, rows = _temperature_spec(temperature, x, axes)
-
-    def ours(x, where, rows):
-        return _native_t(op, native.ALGORITHMS[algorithm], x, axes, where, mode, value, rows)
-
-    def reference(x, where, rows):
-        import array_api_compat
-
-        xp = array_api_compat.array_namespace(x)
-        return _reference.compute(xp, op, x, axes, where, algorithm, temperature=_temperature_arg(mode, value, rows))
-
-    return jax.lax.platform_dependent(x, where, rows, cpu=ours, default=reference)
+    return _native_t(op, native.ALGORITHMS[algorithm], x, axes, where, mode, value, rows)
 
 
 def _temperature_spec(temperature, x, axes):
@@ -243,15 +236,21 @@ def _primitive_t():
 def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
     """The temperature custom call with its derivative rule (one per static configuration).
 
-    With z = x / T the rule is the T = 1 rule of ``_with_jvp`` applied to the
-    tangent of z: tx / T - x tT / T^2 for one temperature per row (tT = 0 for a
-    scalar), beta tx + x dbeta for the adaptive one, where dbeta is the true
-    derivative of beta(H(softmax(x))) (the entropy's own derivative through our
-    softmax and log_softmax, so the rule is differentiable again). Entries that
-    are masked or not finite do not move z (tangent 0 there).
+    With z = x / T, the tangent of z is tx / T - z tT / T for one temperature per
+    row (tT = 0 for a scalar), beta tx + x dbeta for the adaptive one, where dbeta
+    is the true derivative of beta(H(softmax(x))) (the entropy's own derivative
+    through our softmax and log_softmax, so the rule is differentiable again).
+    Scalar and per-row: the derivative primitive (``backward``) applies op's
+    Jacobian to (tx - z tT) / T, with the native kernel as its transpose (dx = dz /
+    T formed in the kernel), and keeps what the plain path keeps plus the per-row
+    temperatures; z is needed only when the temperatures themselves are
+    differentiated, and only up to a per-row constant for softmax (log y) and
+    log_softmax (y), which their Jacobians ignore. Adaptive: the primitive at T =
+    1 on z's tangent (entries that are masked or not finite do not move z).
     """
     import jax
     import jax.numpy as jnp
+    from jax.custom_derivatives import SymbolicZero
 
     red = tuple(range(-n_reduced, 0))
 
@@ -270,32 +269,38 @@ def _with_jvp_t(op, alg, n_reduced, masked, mode, value):
         poly = jnp.polyval(jnp.asarray(_reference.ADAPTIVE_POLYNOMIAL, dtype=h.dtype), h)
         return jnp.where(h > _reference.ADAPTIVE_MIN_ENTROPY, jnp.maximum(1, poly), 1)
 
-    @f.defjvp
+    def z_up_to_a_row_constant(x, y, rows):
+        """z = x / T where the Jacobian needs it exactly (logsumexp), else log y
+        (softmax) or y (log_softmax); 0 where z is not finite (it does not move)."""
+        if op == "logsumexp":
+            return jnp.where(jnp.isfinite(x), x, 0) * (1 / rows).astype(x.dtype).reshape(rows.shape + (1,) * n_reduced)
+        if op == "softmax":
+            return jnp.where(y > 0, jnp.log(jnp.where(y > 0, y, 1)), 0)
+        return jnp.where(jnp.isfinite(y), y, 0)
+
     def f_jvp(primals, tangents):
         x, where, rows = primals
         tx, _, trows = tangents
         y = f(x, where, rows)
-        valid = jnp.isfinite(x) if not masked else jnp.isfinite(x) & where
-        xs = jnp.where(valid, x, 0)
+        w = where if masked else None
+        saved, lse = (x, y) if op == "logsumexp" else (y, None)
         if mode == _MODES["adaptive"]:
+            tx = jnp.zeros_like(x) if isinstance(tx, SymbolicZero) else tx
+            valid = jnp.isfinite(x) if not masked else jnp.isfinite(x) & where
+            xs = jnp.where(valid, x, 0)
             beta, dbeta = jax.jvp(lambda a: beta_of(a, where), (xs,), (jnp.where(valid, tx, 0),))
-            tz = beta * tx + xs * dbeta
-        elif mode == _MODES["per_row"]:
-            shape = rows.shape + (1,) * n_reduced
-            inv = (1 / rows).astype(x.dtype).reshape(shape)
-            tz = tx * inv - xs * (trows.astype(x.dtype).reshape(shape) * inv * inv)
-        else:
-            tz = tx * (1 / value)
-        tz = jnp.where(valid, tz, jnp.zeros_like(tz))
-        if op == "softmax":
-            ty = y * (tz - jnp.sum(tz * y, axis=red, keepdims=True))
-        elif op == "log_softmax":
-            ty = tz - jnp.sum(tz * jnp.exp(y), axis=red, keepdims=True)
-            if masked:
-                ty = jnp.where(where, ty, jnp.zeros_like(ty))
-        else:
-            p = _with_jvp_t("softmax", alg, n_reduced, masked, mode, value)(x, where, rows)
-            ty = jnp.sum(tz * p, axis=red)
-        return y, ty
+            tz = jnp.where(valid, beta * tx + xs * dbeta, 0)
+            if op == "logsumexp":
+                saved = x * beta  # z
+            return y, backward.apply(op, n_reduced, False, saved, lse, w, tz)
+        t = None if isinstance(tx, SymbolicZero) else tx
+        if mode == _MODES["per_row"] and not isinstance(trows, SymbolicZero):
+            z_dt = z_up_to_a_row_constant(x, y, rows) * trows.astype(x.dtype).reshape(rows.shape + (1,) * n_reduced)
+            t = -z_dt if t is None else t - z_dt
+        if t is None:
+            return y, jnp.zeros_like(y)
+        per_row = rows if mode == _MODES["per_row"] else None
+        return y, backward.apply(op, n_reduced, False, saved, lse, w, t, mode, value, per_row)
 
+    f.defjvp(f_jvp, symbolic_zeros=True)
     return f

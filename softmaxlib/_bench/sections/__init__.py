@@ -10,7 +10,7 @@ module here and appends one entry to ``SECTIONS``.
 import dataclasses
 
 from softmaxlib._bench.sections import (
-    bars, cupy_section, dask_section, family_section, jax_section, numpy_sweep, torch_section,
+    bars, cupy_section, dask_section, family_section, jax_section, jax_training, numpy_sweep, torch_section,
 )
 
 
@@ -30,6 +30,8 @@ SECTIONS = [
             family_section.run),
     Section("jax", "jax", "JAX: jitted softmaxlib.softmax vs jitted jax.nn.softmax",
             jax_section.run),
+    Section("jax_training", "jax", "JAX training: jit(grad) of a weighted sum, forward + backward",
+            jax_training.run),
     Section("torch", "torch", torch_section.TITLE, torch_section.run),
     Section("dask", "dask", "Dask: one long row chunked along the reduced axis", dask_section.run),
     Section("cupy", "cupy", "CuPy: CUDA kernels vs cupyx, torch (CUDA) and a device copy",

@@ -61,25 +61,40 @@ def _single_threaded(ctx, shapes, dtypes, peers):
 
     Returns (measurements, None), or ([], Failure) when the subprocess failed.
     """
-    env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD_XLA_FLAGS, "JAX_PLATFORMS": "cpu"}
-    spec = json.dumps({"shapes": [list(s) for s in shapes], "dtypes": list(dtypes), "peers": peers,
-                       "budget_s": ctx.harness.budget_s})
-    code = ("import sys; from softmaxlib._bench.sections import jax_section; "
-            "jax_section._worker(sys.argv[1])")
-    command = [sys.executable, "-c", code, spec]
+    spec = {"shapes": [list(s) for s in shapes], "dtypes": list(dtypes), "peers": peers,
+            "budget_s": ctx.harness.budget_s}
     what = "JAX single-threaded run (a subprocess; its table and plot panel are missing)"
+    rows, failure = run_single_threaded("softmaxlib._bench.sections.jax_section", spec, what)
+    return [Measurement(**{**r, "shape": tuple(r["shape"])}) for r in rows or ()], failure
+
+
+def run_single_threaded(module, spec, what, extra_env=None):
+    """``module._worker(json spec)`` in a subprocess with XLA's intra-op threads off
+    (``SINGLE_THREAD_XLA_FLAGS``, plus ``extra_env``); the worker pins itself to one core
+    and prints its result as JSON on its last line.
+
+    Returns (that result, None), or (None, Failure) when the subprocess failed.
+    """
+    own = {"XLA_FLAGS": SINGLE_THREAD_XLA_FLAGS, "JAX_PLATFORMS": "cpu", **(extra_env or {})}
+    env = {**os.environ, **own}
+    code = f"import sys; import {module} as section; section._worker(sys.argv[1])"
+    command = [sys.executable, "-c", code, json.dumps(spec)]
     advice = ("run the subprocess alone to see its whole output: "
-              + shlex.join(["env", f"XLA_FLAGS={SINGLE_THREAD_XLA_FLAGS}", "JAX_PLATFORMS=cpu",
-                            "python", *command[1:]])
+              + shlex.join(["env", *(f"{k}={v}" for k, v in own.items()), "python", *command[1:]])
               + "; the results on XLA's default threads are unaffected")
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired as exc:
-        return [], Failure(what, f"no result after {exc.timeout:.0f} s", advice)
+        return None, Failure(what, f"no result after {exc.timeout:.0f} s", advice)
     if proc.returncode != 0:
-        return [], Failure(what, subprocess_error(proc.stderr, proc.returncode), advice)
-    rows = json.loads(proc.stdout.strip().splitlines()[-1])
-    return [Measurement(**{**r, "shape": tuple(r["shape"])}) for r in rows], None
+        return None, Failure(what, subprocess_error(proc.stderr, proc.returncode), advice)
+    return json.loads(proc.stdout.strip().splitlines()[-1]), None
+
+
+def pin_to_one_core():
+    """The single-threaded worker's first step: run on the last usable CPU only."""
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[-1]})
 
 
 #: Lines of a native stack dump (absl, glibc backtrace, faulthandler frames): never the error.
@@ -115,8 +130,7 @@ def _worker(spec):
     from softmaxlib._bench.context import BenchContext
 
     spec = json.loads(spec)
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[-1]})
+    pin_to_one_core()
     ctx = BenchContext(options=None, harness=Harness(budget_s=spec["budget_s"], progress_stream=None),
                        machine={})
     rows = _measure_all(ctx, [tuple(s) for s in spec["shapes"]], spec["dtypes"], spec["peers"], threads=1)
