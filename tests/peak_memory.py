@@ -94,6 +94,8 @@ CASES = {
     "Fortran order, axis=None, log_softmax": _case(
         "x = np.asfortranarray(rng.standard_normal((1024, n // 1024), dtype=np.float32))\n"
         "call = lambda: softmaxlib.log_softmax(x, axis=None)"),
+    "leading axis of a tall array, axis=0, softmax": _case(
+        "x = rng.standard_normal((n // 2, 2), dtype=np.float32)\ncall = lambda: softmaxlib.softmax(x, axis=0)"),
     "Fortran order, axis=1, softmax": _case(
         "x = np.asfortranarray(rng.standard_normal((64, n // 64), dtype=np.float32))\n"
         "call = lambda: softmaxlib.softmax(x, axis=1)"),

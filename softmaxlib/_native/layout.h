@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -98,11 +100,18 @@ struct Problem {
 // The entry of x at byte address p, in this machine's byte order.
 template <class T>
 T load_entry(const char* p, bool swapped) {
-  unsigned char b[sizeof(T)];
-  std::memcpy(b, p, sizeof(T));
-  if (swapped) std::reverse(b, b + sizeof(T));
+  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t,
+                                  std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint16_t>>;
+  static_assert(sizeof(Bits) == sizeof(T), "entries are 2, 4 or 8 bytes");
+  Bits b;
+  std::memcpy(&b, p, sizeof(T));
+  if (swapped) {  // byte k becomes byte sizeof(T) - 1 - k
+    Bits r = 0;
+    for (std::size_t k = 0; k < sizeof(T); ++k) r = Bits((r << 8) | ((b >> (8 * k)) & 0xff));
+    b = r;
+  }
   T v;
-  std::memcpy(&v, b, sizeof(T));
+  std::memcpy(&v, &b, sizeof(T));
   return v;
 }
 
@@ -172,6 +181,11 @@ struct RowReader {
     const Dims& d = P->red;
     const std::size_t nd = d.shape.size();
     const T ninf = from_double<T>(-std::numeric_limits<double>::infinity());
+    const bool swapped = P->x_swapped;
+    if (nd == 0) {  // a row of one entry
+      out[0] = P->w && P->w[ow] == 0 ? ninf : load_entry<T>(P->x + ox, swapped);
+      return;
+    }
     std::vector<std::ptrdiff_t> idx(nd);
     std::ptrdiff_t a = ox, c = ow;
     std::size_t rest = lo;
@@ -181,9 +195,26 @@ struct RowReader {
       a += idx[k] * d.xs[k];
       c += idx[k] * d.ws[k];
     }
-    for (std::size_t i = 0; i < len; ++i) {
-      out[i] = P->w && P->w[c] == 0 ? ninf : load_entry<T>(P->x + a, P->x_swapped);
-      for (std::size_t k = nd; k-- > 0;) {  // the next multi-index, innermost first
+    const std::size_t last = nd - 1;
+    const std::ptrdiff_t sx = d.xs[last], sw = d.ws[last], inner = d.shape[last];
+    for (std::size_t i = 0; i < len;) {
+      // The rest of the innermost run as a tight loop, then the carry.
+      const std::size_t run = std::min(len - i, std::size_t(inner - idx[last]));
+      const char* px = P->x + a;
+      const char* pw = P->w ? P->w + c : nullptr;
+      for (std::size_t j = 0; j < run; ++j) {
+        const T v = load_entry<T>(px + std::ptrdiff_t(j) * sx, swapped);
+        out[i + j] = pw != nullptr && pw[std::ptrdiff_t(j) * sw] == 0 ? ninf : v;
+      }
+      i += run;
+      idx[last] += std::ptrdiff_t(run);
+      a += std::ptrdiff_t(run) * sx;
+      c += std::ptrdiff_t(run) * sw;
+      if (idx[last] < inner) continue;
+      a -= sx * inner;
+      c -= sw * inner;
+      idx[last] = 0;
+      for (std::size_t k = last; k-- > 0;) {
         a += d.xs[k];
         c += d.ws[k];
         if (++idx[k] < d.shape[k]) break;
