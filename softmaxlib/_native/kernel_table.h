@@ -70,6 +70,8 @@ template <class T, class S> struct Kernels {
   OnlineAcc<S> (*ronlineexp)(const T* x, std::size_t n);
   // (v, e) with sum exp(x) = v * 2^e, entries clamped below at -2*T_big
   ExtExpAcc<S> (*raddextexp)(const T* x, std::size_t n);
+  // the same without the max (m = -inf): softmax's, which needs the sum alone
+  ExtExpAcc<S> (*raddextexp_nomax)(const T* x, std::size_t n);
   // y = exp(x) / (v * 2^e) given inv_v = 1/v
   void (*vscaleextexp)(const T* x, std::size_t n, S inv_v, S e, T* y);
   // y = (t - log v) + (n - e) ln2, or x - lse for entries below -2*T_big
@@ -98,6 +100,7 @@ template <class T, class S> struct Kernels {
   // two-pass of x / T (fused form only): as raddextexp, vscaleextexp and
   // vlogsoftmaxextexp with x / T for x (lse is that of x / T)
   ExtExpAcc<S> (*raddextexp_t)(const T* x, std::size_t n, const ExpScale<S>* sc);
+  ExtExpAcc<S> (*raddextexp_nomax_t)(const T* x, std::size_t n, const ExpScale<S>* sc);
   void (*vscaleextexp_t)(const T* x, std::size_t n, S inv_v, S e, const ExpScale<S>* sc, T* y);
   void (*vlogsoftmaxextexp_t)(const T* x, std::size_t n, S logv, S e, S lse, const ExpScale<S>* sc, T* y);
 };
@@ -114,7 +117,8 @@ template <class T, class S> struct Kernels {
   X(raddexpminusmax_t, A, T) X(raddexpminusmax_beside_t, A, T)                                       \
   X(raddstoreexpminusmax_t, A, T) X(vscaleexpminusmax_t, A, T)                                       \
   X(vlogsoftmaxminusmax_t, A, T) X(ronlineexp_t, A, T) X(raddexpminusmax_entropy, A, T)             \
-  X(raddextexp_t, A, T) X(vscaleextexp_t, A, T) X(vlogsoftmaxextexp_t, A, T)
+  X(raddextexp_t, A, T) X(vscaleextexp_t, A, T) X(vlogsoftmaxextexp_t, A, T)                      \
+  X(raddextexp_nomax, A, T) X(raddextexp_nomax_t, A, T)
 
 // The backward kernels' vector parts (backward.inc) for the compute type S:
 // each takes one contiguous piece of a row; the sums come back in double.

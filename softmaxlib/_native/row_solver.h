@@ -188,7 +188,9 @@ struct RowSolver {
     exts->assign(nc, ExtAccD{0, 0});
     run(nc, [&](std::size_t c) {
       std::size_t lo = c * kChunk_, len = std::min(kChunk_, n - lo);
-      auto a = sc ? k.raddextexp_t(at(x, lo, len), len, sc) : k.raddextexp(at(x, lo, len), len);
+      const bool sum_only = op == kSoftmax;
+      auto a = sc ? (sum_only ? k.raddextexp_nomax_t : k.raddextexp_t)(at(x, lo, len), len, sc)
+                  : (sum_only ? k.raddextexp_nomax : k.raddextexp)(at(x, lo, len), len);
       (*exts)[c] = ExtAccD{double(a.v), double(a.e), double(a.m)};
     });
     ExtAccD acc = merge_ext_tree(exts->data(), nc);
