@@ -11,11 +11,17 @@ namespace driver {
 
 namespace {
 
-// The split points (layout.h, ParallelThresholds), measured with `python -m
-// softmaxlib bench`, 1 vs 2 threads. benchmarks/threads.py --split-everything shows
-// the crossover per shape (on a quiet machine: with other load, the second thread
-// waits for a core and no crossover shows).
-constexpr ParallelThresholds kDefaultParallelThresholds{std::size_t(1) << 16, std::size_t(1) << 20};
+// The split points (layout.h, ParallelThresholds), from
+// `taskset -c 0,1 python benchmarks/threads.py --split-everything --rounds 15` on a
+// quiet AMD EPYC Zen 4 (2 cores, AVX-512F), float32 softmax, 1-thread time / 2-thread
+// time (medians of interleaved rounds):
+//   rows spread over the threads: 64x128 (2^13) 1.20, 16x1024 (2^14) 1.05,
+//     128x128 1.49, 256x128 1.67, 32x1024 1.21, 64x1024 1.43, 512x128 1.84;
+//   one row split into chunks: 2^14 0.72, 2^15 0.89, 2^16 1.11, 2^17 1.27, 2^18 1.36.
+// Both are set one step above the crossover: a call that finds the pool's workers
+// asleep (not straight after another call) pays a longer wake than these rounds.
+// With other load the second thread waits for a core and no crossover shows.
+constexpr ParallelThresholds kDefaultParallelThresholds{std::size_t(1) << 14, std::size_t(1) << 17};
 std::atomic<std::size_t> g_min_elements{kDefaultParallelThresholds.min_elements};
 std::atomic<std::size_t> g_min_split_row{kDefaultParallelThresholds.min_split_row};
 
