@@ -124,7 +124,7 @@ def softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto", xp
     array([[0.26894142, 0.73105858],
            [0.5       , 0.5       ]])
     """
-    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+    if where is None and temperature is None and xp is None:
         y = _lane("softmax_lane", x, axis, algorithm, out)
         if y is not NotImplemented:
             return y
@@ -165,7 +165,7 @@ def log_softmax(x, /, axis=-1, *, where=None, temperature=None, algorithm="auto"
     >>> softmaxlib.log_softmax(np.array([1.0, 2.0, 3.0]), temperature=0.5)
     array([-4.14293163, -2.14293163, -0.14293163])
     """
-    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+    if where is None and temperature is None and xp is None:
         y = _lane("log_softmax_lane", x, axis, algorithm, out)
         if y is not NotImplemented:
             return y
@@ -211,7 +211,7 @@ def logsumexp(x, /, axis=-1, *, keepdims=False, where=None, temperature=None, al
     >>> softmaxlib.logsumexp(np.array([1.0, 2.0, 3.0]), temperature=0.5)
     array(6.14293163)
     """
-    if type(x) is np.ndarray and where is None and temperature is None and xp is None:
+    if where is None and temperature is None and xp is None:
         y = _lane("logsumexp_lane", x, axis, algorithm, keepdims)
         if y is not NotImplemented:
             return y
@@ -387,11 +387,15 @@ del _function
 
 
 def _lane(name, x, axis, algorithm, last):
-    """The common call (a NumPy array, no where, temperature or xp: the caller
-    checked) on the NumPy fast path's short lane, ``numpy_native.<name>``;
-    NotImplemented for any other call, which then takes the full path."""
-    lane = _backends.numpy_lane()
-    return NotImplemented if lane is None else getattr(lane, name)(x, axis, algorithm, last)
+    """The common call (no where, temperature or xp: the caller checked) of a NumPy
+    array or a torch CPU tensor on the NumPy fast path's short lane,
+    ``numpy_native.<name>``; NotImplemented for any other call, which then takes
+    the full path."""
+    if type(x) is np.ndarray:
+        lane = _backends.numpy_lane()
+        return NotImplemented if lane is None else getattr(lane, name)(x, axis, algorithm, last)
+    torch_path = _backends.loaded_torch_path()
+    return NotImplemented if torch_path is None else torch_path.lane(name, x, axis, algorithm, last)
 
 
 def _compute(op, x, axis, where, algorithm, xp, keepdims=False, temperature=None, out=None):

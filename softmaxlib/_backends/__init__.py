@@ -206,6 +206,12 @@ def torch_compiling():
     return False
 
 
+def loaded_torch_path():
+    """The PyTorch path's module if it is loaded (by an eager call on a tensor), else
+    None: the short lane of a tensor call asks it without importing anything."""
+    return sys.modules.get(TORCH_PATH)
+
+
 def torch_path():
     """The PyTorch path's module (for what the public functions ask of it directly:
     ``out=``'s checks, by torch's own convention)."""

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from softmaxlib import _native_loader as native, _temperature
+from softmaxlib import _backends
 from softmaxlib._backends import numpy_native
 from softmaxlib._native_loader import info  # noqa: F401 - the kernels' report, for the docs
 
@@ -130,6 +131,30 @@ def _direct(function, op, x, axes, where, algorithm, temperature, out=None):
     if y is NotImplemented:
         return y
     return out if into else _as_tensor(y, x.dtype)
+
+
+def lane(name, x, axis, algorithm, last):
+    """The common eager call on a float32/float64 CPU tensor (``softmaxlib._api._lane``:
+    no where, temperature, xp or out) on the NumPy path's short lane, on the tensor's
+    memory; NotImplemented for anything else (another type or device, autograd,
+    tracing, a forced reference or generic path), which then takes the full path.
+    The lane's checks are the full path's for such a call, so the result is the same."""
+    if torch.compiler.is_compiling() or type(x) is not torch.Tensor or x.dtype not in _LANE_DTYPES:
+        return NotImplemented
+    if (name != "logsumexp_lane" and last is not None) or x.device.type != "cpu" or x.is_neg() or x.is_conj():
+        return NotImplemented
+    numpy_lane = _backends.numpy_lane()
+    if numpy_lane is None or _needs_custom_op(x, None, None):
+        return NotImplemented
+    threads = _follow_torch_threads()
+    try:
+        y = getattr(numpy_lane, name)(x.numpy(), axis, algorithm, last)
+    finally:
+        _restore_threads(threads)
+    return y if y is NotImplemented else torch.from_numpy(y)
+
+
+_LANE_DTYPES = (torch.float32, torch.float64)
 
 
 def check_out(out, x, x_given, shape, where, temperature):
