@@ -63,24 +63,26 @@ def test_family_runs_natively(no_generic):
     torch.testing.assert_close(y.sum(0), torch.ones(5))
 
 
-def test_threads_follow_torch(monkeypatch):
+@pytest.mark.parametrize("route", ["short lane", "full path"])
+def test_threads_follow_torch(monkeypatch, route):
     """torch.set_num_threads(1) means one thread, unless softmaxlib's own count was set."""
     seen = []
-    kernel = torch_native.numpy_native.compute
+    name, where = ("softmax_lane", None) if route == "short lane" else ("compute", torch.ones(8, dtype=torch.bool))
+    kernel = getattr(torch_native.numpy_native, name)
 
     def spy(*args, **kwargs):
         seen.append(native.get_num_threads())
         return kernel(*args, **kwargs)
 
-    monkeypatch.setattr(torch_native.numpy_native, "compute", spy)
+    monkeypatch.setattr(torch_native.numpy_native, name, spy)
     monkeypatch.setattr(native, "threads_given", False)
     before, torch_threads = native.get_num_threads(), torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        softmaxlib.softmax(_x(4, 8))
+        softmaxlib.softmax(_x(4, 8), where=where)
         monkeypatch.setattr(native, "threads_given", True)
         native.kernels.set_num_threads(2)
-        softmaxlib.softmax(_x(4, 8))
+        softmaxlib.softmax(_x(4, 8), where=where)
     finally:
         torch.set_num_threads(torch_threads)
         native.kernels.set_num_threads(before)

@@ -152,10 +152,12 @@ def _fast_path_module(xp):
 
 def numpy_lane():
     """The NumPy fast path's module for its short lane (``softmax_lane`` and the
-    like), or None while fast paths are switched off or the generic one forced."""
+    like), or None while fast paths are switched off or the generic one forced, and
+    where the extension is not built."""
     if _disabled.get() or _generic_forced.get():
         return None
-    return sys.modules.get(_NUMPY_FAST_PATH) or importlib.import_module(_NUMPY_FAST_PATH)
+    module = sys.modules.get(_NUMPY_FAST_PATH) or importlib.import_module(_NUMPY_FAST_PATH)
+    return module if module.native.kernels is not None else None  # (no build: the full path)
 
 
 _NUMPY_FAST_PATH = next(b.fast_path_module for b in BACKENDS if b.name == "numpy")
