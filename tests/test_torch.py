@@ -158,7 +158,6 @@ def test_opcheck(op):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_fullgraph_matches_eager():
-    torch._dynamo.reset()
     w = _x(16, 5, seed=4)
 
     def f(a):
